@@ -1,0 +1,44 @@
+//! Command-line flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Shard-per-core TCP echo server: every worker binds its own SO_REUSEPORT
+/// listener on ADDR and serves the connections the kernel gives it.
+#[derive(Debug, Parser)]
+#[command(name = "percore-echo", version)]
+pub struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:7000 or [::1]:7000 (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Worker threads, one listener each (default: the usable cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Read buffer per connection, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
+    pub buffer: u32,
+
+    /// Submission queue entries per worker ring.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub ring_entries: u32,
+
+    /// On SIGTERM/SIGINT, how long open connections may keep going before
+    /// they are closed, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub drain_timeout: f64,
+}
+
+impl Args {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.drain_timeout.clamp(0.0, 3600.0))
+    }
+}

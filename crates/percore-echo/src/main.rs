@@ -1,0 +1,90 @@
+//! percore-echo: a shard-per-core TCP echo server on percore.
+//!
+//! Start-up: build the runtime, bind worker 0's listener (learning the real
+//! port when ADDR has port 0), then every other worker's listener on that
+//! same address with SO_REUSEPORT — no acceptor thread, no hand-off. Prints
+//! `listening on ADDR` on stdout once all are bound, and one line per worker
+//! on stderr. On SIGINT/SIGTERM: stop accepting, let open connections finish
+//! for up to `--drain-timeout`, then shut down and print per-worker totals.
+
+mod cli;
+mod server;
+mod signals;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use percore::sync::oneshot;
+use percore::{JoinHandle, Runtime};
+
+use cli::Args;
+use server::{serve_worker, Stats};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    signals::block_termination();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("percore-echo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let mut builder = Runtime::builder();
+    if let Some(n) = args.workers {
+        builder.workers(n.into());
+    }
+    builder.pin(!args.no_pin).ring_entries(args.ring_entries);
+    let rt = builder.build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let n = rt.workers().len();
+    let open = Arc::new(AtomicUsize::new(0));
+    let stats: Vec<Arc<Stats>> = (0..n).map(|_| Arc::new(Stats::default())).collect();
+
+    let mut addr = args.listen;
+    let mut acceptors: Vec<JoinHandle<()>> = Vec::with_capacity(n);
+    for (i, st) in stats.iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        let (st, open, buffer) = (st.clone(), open.clone(), args.buffer as usize);
+        let bind_to = addr;
+        acceptors.push(rt.spawn_local_on(i, move || serve_worker(bind_to, buffer, st, open, i == 0, tx)));
+        let bound = rx.blocking_recv().map_err(|_| format!("worker {i} stopped before binding"))?;
+        // Port 0: every later worker joins the port worker 0 got.
+        addr = bound.map_err(|e| format!("worker {i}: {e}"))?;
+    }
+    for w in rt.workers() {
+        eprintln!("percore-echo: {w}, listening on {addr}");
+    }
+    println!("listening on {addr}");
+    let _ = std::io::stdout().flush();
+
+    let sig = signals::wait_termination();
+    eprintln!("percore-echo: signal {sig}: stop accepting, draining connections");
+    for a in &acceptors {
+        a.abort();
+    }
+    let deadline = Instant::now() + args.drain_timeout();
+    while open.load(Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = open.load(Relaxed);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    for (i, s) in stats.iter().enumerate() {
+        eprintln!(
+            "percore-echo: worker {i}: {} connections, {} bytes echoed, {} errors",
+            s.accepted.load(Relaxed),
+            s.bytes.load(Relaxed),
+            s.errors.load(Relaxed)
+        );
+    }
+    if left > 0 {
+        eprintln!("percore-echo: closed {left} connections still open at the drain deadline");
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! One worker's share of the server: its own listener and its connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use percore::net::{ListenOptions, TcpListener, TcpStream};
+use percore::sync::oneshot;
+
+/// Counters of one worker's listener.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Bytes echoed.
+    pub bytes: AtomicU64,
+    /// Connections that ended with an error other than a reset.
+    pub errors: AtomicU64,
+}
+
+/// Binds this worker's listener (reporting the outcome through `bound`;
+/// the `first` worker also makes sure no other process holds the port),
+/// then accepts until the task is aborted. Each connection becomes its own
+/// task.
+pub async fn serve_worker(
+    addr: SocketAddr,
+    buffer: usize,
+    stats: Arc<Stats>,
+    open: Arc<AtomicUsize>,
+    first: bool,
+    bound: oneshot::Sender<io::Result<SocketAddr>>,
+) {
+    if first && addr.port() != 0 {
+        // SO_REUSEPORT would let us silently join another server's listener
+        // group on this port; an exclusive bind first makes that an error.
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            let _ = bound.send(Err(io::Error::new(
+                e.kind(),
+                format!("bind {addr}: {e} (another process is listening there; pick another port or stop it)"),
+            )));
+            return;
+        }
+    }
+    let opts = ListenOptions {
+        reuse_port: true,
+        backlog: 4096,
+    };
+    let listener = match TcpListener::bind_with(addr, opts) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = bound.send(Err(e));
+            return;
+        }
+    };
+    let _ = bound.send(listener.local_addr());
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                stats.accepted.fetch_add(1, Relaxed);
+                open.fetch_add(1, Relaxed);
+                let stats = stats.clone();
+                let open = open.clone();
+                percore::spawn(async move {
+                    if echo(stream, buffer, &stats).await.is_err() {
+                        stats.errors.fetch_add(1, Relaxed);
+                    }
+                    open.fetch_sub(1, Relaxed);
+                });
+            }
+            Err(e) if is_transient(&e) => {
+                // Out of fds, or the peer gave up before we accepted:
+                // keep serving; the connection attempt is the client's loss.
+                stats.errors.fetch_add(1, Relaxed);
+                percore::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                eprintln!("percore-echo: accept on {addr} failed: {e}; this worker stops accepting");
+                return;
+            }
+        }
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED | libc::EPERM)
+    )
+}
+
+/// Echoes until the peer closes; an error ends only this connection.
+async fn echo(stream: TcpStream, buffer: usize, stats: &Stats) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(buffer);
+    loop {
+        buf.clear();
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = match res {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (res, b) = stream.write_all(buf).await;
+        buf = b;
+        match res {
+            Ok(()) => {
+                stats.bytes.fetch_add(n as u64, Relaxed);
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

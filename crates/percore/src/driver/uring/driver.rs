@@ -1,0 +1,392 @@
+//! The per-worker io_uring driver: op slots, submission, reaping, parking.
+//!
+//! Only the owning worker thread ever touches a `Driver` (it lives in that
+//! thread's context, see `runtime/context.rs`). `user_data` of every SQE is
+//! the index of its slot, or one of the reserved tags below.
+//!
+//! Reaping never runs user code: wakers to call and orphaned resources to
+//! drop are collected and handed to the worker (`take_ready`), which runs
+//! them after the driver is no longer borrowed.
+
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::setup::{build_ring, RingFeatures};
+use crate::driver::op::OpData;
+use crate::metrics::WorkerMetrics;
+
+/// `io_uring_enter` flag: wait for / reap completions (and run deferred
+/// task work). The io-uring crate keeps its `sys` module private.
+const IORING_ENTER_GETEVENTS: u32 = 1;
+
+/// CQEs of async-cancel requests: nothing to do, the target's own CQE matters.
+const CANCEL_TAG: u64 = u64::MAX;
+/// CQE of the read on the worker's unpark eventfd.
+const UNPARK_TAG: u64 = u64::MAX - 1;
+
+/// Where one op stands. See `docs/architecture.md`, "Op lifecycle".
+pub(crate) enum Slot {
+    /// Unused; its index is on the free list.
+    Free,
+    /// Submitted; the future is alive and waits (or has not polled yet).
+    InFlight(Option<Waker>),
+    /// The final CQE arrived; the future has not picked the result up.
+    Done { res: i32, flags: u32 },
+    /// The future was dropped while the op was in flight: the driver owns the
+    /// op's resources until the final CQE, then drops them.
+    Orphaned(Box<dyn OpData>),
+}
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    features: RingFeatures,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Ops whose final CQE has not been reaped (live and orphaned).
+    in_flight: usize,
+    wakers: Vec<Waker>,
+    dead: Vec<(Box<dyn OpData>, i32)>,
+    /// The worker's unpark eventfd, and the 8 bytes the kernel reads it into.
+    unpark_fd: RawFd,
+    unpark_buf: Box<u64>,
+    unpark_armed: bool,
+}
+
+impl Driver {
+    /// Creates the ring on the calling thread (the worker).
+    pub(crate) fn new(entries: u32, unpark_fd: RawFd) -> io::Result<Driver> {
+        let (ring, features) = build_ring(entries)?;
+        Ok(Driver {
+            ring,
+            features,
+            slots: Vec::new(),
+            free: Vec::new(),
+            in_flight: 0,
+            wakers: Vec::new(),
+            dead: Vec::new(),
+            unpark_fd,
+            unpark_buf: Box::new(0),
+            unpark_armed: false,
+        })
+    }
+
+    pub(crate) fn features(&self) -> RingFeatures {
+        self.features
+    }
+
+    /// Ops whose final completion has not been reaped yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight + usize::from(self.unpark_armed)
+    }
+
+    /// Takes a slot for a new op and queues its SQE.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `entry` must stay valid until the op's final CQE is
+    /// reaped: the caller keeps the resources in its `Op` and, if dropped
+    /// early, hands them to [`Driver::orphan`].
+    pub(crate) unsafe fn start(
+        &mut self,
+        entry: squeue::Entry,
+        waker: Waker,
+        metrics: &WorkerMetrics,
+    ) -> u32 {
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Slot::InFlight(Some(waker));
+                i
+            }
+            None => {
+                self.slots.push(Slot::InFlight(Some(waker)));
+                u32::try_from(self.slots.len() - 1).expect("more than 2^32 ops in flight")
+            }
+        };
+        self.in_flight += 1;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(entry.user_data(u64::from(idx)), metrics) };
+        idx
+    }
+
+    /// Polls op `idx`: its result once the final CQE arrived (freeing the
+    /// slot), else records `waker`.
+    pub(crate) fn poll_op(&mut self, idx: u32, waker: &Waker) -> Poll<(i32, u32)> {
+        let slot = &mut self.slots[idx as usize];
+        match slot {
+            Slot::Done { res, flags } => {
+                let out = (*res, *flags);
+                *slot = Slot::Free;
+                self.free.push(idx);
+                Poll::Ready(out)
+            }
+            Slot::InFlight(w) => {
+                match w {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => *w = Some(waker.clone()),
+                }
+                Poll::Pending
+            }
+            Slot::Free | Slot::Orphaned(_) => {
+                unreachable!("op slot {idx} polled after it was released")
+            }
+        }
+    }
+
+    /// The future of op `idx` is gone. If the op already completed, the
+    /// resources come back to the caller to drop (outside any borrow);
+    /// otherwise the driver keeps them until the final CQE and asks the
+    /// kernel to cancel the op.
+    pub(crate) fn orphan(
+        &mut self,
+        idx: u32,
+        data: Box<dyn OpData>,
+        metrics: &WorkerMetrics,
+    ) -> Option<(Box<dyn OpData>, i32)> {
+        let slot = &mut self.slots[idx as usize];
+        match slot {
+            Slot::Done { res, .. } => {
+                let res = *res;
+                *slot = Slot::Free;
+                self.free.push(idx);
+                Some((data, res))
+            }
+            Slot::InFlight(_) => {
+                *slot = Slot::Orphaned(data);
+                let cancel = opcode::AsyncCancel::new(u64::from(idx))
+                    .build()
+                    .user_data(CANCEL_TAG);
+                // SAFETY: an async-cancel SQE references no memory.
+                unsafe { self.push(cancel, metrics) };
+                None
+            }
+            Slot::Free | Slot::Orphaned(_) => {
+                unreachable!("op slot {idx} released twice")
+            }
+        }
+    }
+
+    /// Asks the kernel to cancel every op still in flight (shutdown).
+    pub(crate) fn cancel_all(&mut self, metrics: &WorkerMetrics) {
+        let targets: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Slot::InFlight(_) | Slot::Orphaned(_)))
+            .map(|(i, _)| i as u64)
+            .chain(self.unpark_armed.then_some(UNPARK_TAG))
+            .collect();
+        for target in targets {
+            let cancel = opcode::AsyncCancel::new(target).build().user_data(CANCEL_TAG);
+            // SAFETY: an async-cancel SQE references no memory.
+            unsafe { self.push(cancel, metrics) };
+        }
+    }
+
+    /// Keeps one read posted on the unpark eventfd, so a remote wake
+    /// completes it and ends a park.
+    pub(crate) fn arm_unpark(&mut self, metrics: &WorkerMetrics) {
+        if self.unpark_armed {
+            return;
+        }
+        let buf: *mut u64 = &mut *self.unpark_buf;
+        let read = opcode::Read::new(types::Fd(self.unpark_fd), buf.cast(), 8)
+            .build()
+            .user_data(UNPARK_TAG);
+        self.unpark_armed = true;
+        // SAFETY: `unpark_buf` is a heap allocation owned by the driver; it is
+        // leaked, not freed, if the driver is dropped while this read is armed.
+        unsafe { self.push(read, metrics) };
+    }
+
+    /// Queues an SQE, flushing to the kernel when the SQ is full (never fails).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Driver::start`].
+    unsafe fn push(&mut self, entry: squeue::Entry, metrics: &WorkerMetrics) {
+        loop {
+            // SAFETY: forwarded from this function's contract.
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            if pushed.is_ok() {
+                metrics.submitted.bump();
+                return;
+            }
+            // SQ full: hand the queued SQEs to the kernel, reap, retry.
+            self.submit_and_reap(metrics)
+                .expect("io_uring_enter failed while flushing a full submission queue");
+        }
+    }
+
+    /// Submits queued SQEs and reaps every completion, without waiting.
+    pub(crate) fn submit_and_reap(&mut self, metrics: &WorkerMetrics) -> io::Result<()> {
+        self.enter(0, None, metrics)?;
+        self.reap(metrics);
+        Ok(())
+    }
+
+    /// Submits queued SQEs and waits for at least one completion, or until
+    /// `timeout` (the nearest timer) passes; then reaps. A remote wake
+    /// completes the unpark read and so ends the wait.
+    pub(crate) fn park(&mut self, timeout: Option<Duration>, metrics: &WorkerMetrics) -> io::Result<()> {
+        self.arm_unpark(metrics);
+        self.enter(1, timeout, metrics)?;
+        self.reap(metrics);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for at least one completion without arming the
+    /// unpark read (shutdown drain), then reaps.
+    pub(crate) fn wait(&mut self, timeout: Duration, metrics: &WorkerMetrics) -> io::Result<()> {
+        self.enter(1, Some(timeout), metrics)?;
+        self.reap(metrics);
+        Ok(())
+    }
+
+    fn enter(&mut self, min_complete: u32, timeout: Option<Duration>, metrics: &WorkerMetrics) -> io::Result<()> {
+        loop {
+            let to_submit = self.ring.submission().len() as u32;
+            metrics.enters.bump();
+            let res = match timeout {
+                Some(t) => {
+                    let ts = types::Timespec::from(t);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(min_complete as usize, &args)
+                }
+                // SAFETY: no argument pointer is passed; flags are valid.
+                None => unsafe {
+                    self.ring.submitter().enter::<libc::sigset_t>(
+                        to_submit,
+                        min_complete,
+                        IORING_ENTER_GETEVENTS,
+                        None,
+                    )
+                },
+            };
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.raw_os_error() {
+                    // A timed wait ended by its deadline, or a signal: done.
+                    Some(libc::ETIME) => return Ok(()),
+                    Some(libc::EINTR) if min_complete > 0 => return Ok(()),
+                    Some(libc::EINTR) => continue,
+                    // CQ overflow backlog or no memory for requests: make
+                    // room by reaping, then try again without waiting.
+                    Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                        self.reap(metrics);
+                        return self.enter(0, None, metrics);
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Moves every available CQE into its slot. If the kernel holds
+    /// overflowed CQEs (no-drop mode), enters again to flush and repeats.
+    fn reap(&mut self, metrics: &WorkerMetrics) {
+        loop {
+            let mut cq = self.ring.completion();
+            let overflowed = {
+                for cqe in &mut cq {
+                    metrics.completed.bump();
+                    let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+                    match ud {
+                        CANCEL_TAG => {}
+                        UNPARK_TAG => self.unpark_armed = false,
+                        _ => complete_slot(
+                            &mut self.slots,
+                            &mut self.free,
+                            &mut self.in_flight,
+                            &mut self.wakers,
+                            &mut self.dead,
+                            ud as u32,
+                            res,
+                            flags,
+                        ),
+                    }
+                }
+                drop(cq);
+                self.ring.submission().cq_overflow()
+            };
+            if !overflowed {
+                return;
+            }
+            metrics.enters.bump();
+            // SAFETY: no argument pointer is passed; flags are valid.
+            let _ = unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    0,
+                    0,
+                    IORING_ENTER_GETEVENTS,
+                    None,
+                )
+            };
+        }
+    }
+
+    /// Hands over wakers to call and orphaned resources to drop, collected
+    /// while reaping. The caller runs them with the driver unborrowed.
+    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>, dead: &mut Vec<(Box<dyn OpData>, i32)>) {
+        mem::swap(&mut self.wakers, wakers);
+        mem::swap(&mut self.dead, dead);
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.wakers.is_empty() || !self.dead.is_empty()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn complete_slot(
+    slots: &mut [Slot],
+    free: &mut Vec<u32>,
+    in_flight: &mut usize,
+    wakers: &mut Vec<Waker>,
+    dead: &mut Vec<(Box<dyn OpData>, i32)>,
+    idx: u32,
+    res: i32,
+    flags: u32,
+) {
+    let slot = &mut slots[idx as usize];
+    match slot {
+        Slot::InFlight(w) => {
+            if let Some(w) = w.take() {
+                wakers.push(w);
+            }
+            *slot = Slot::Done { res, flags };
+            *in_flight -= 1;
+        }
+        Slot::Orphaned(_) => {
+            let Slot::Orphaned(data) = mem::replace(slot, Slot::Free) else {
+                unreachable!()
+            };
+            dead.push((data, res));
+            free.push(idx);
+            *in_flight -= 1;
+        }
+        Slot::Free | Slot::Done { .. } => {
+            unreachable!("completion for op slot {idx}, which has no op in flight")
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The worker drains before dropping us; whatever is still in flight
+        // (the drain deadline passed) may yet be written by the kernel, so its
+        // memory is leaked rather than freed (PITFALLS 1 and 6).
+        if self.unpark_armed {
+            mem::forget(mem::replace(&mut self.unpark_buf, Box::new(0)));
+        }
+        for slot in self.slots.drain(..) {
+            if let Slot::Orphaned(data) = slot {
+                mem::forget(data);
+            }
+        }
+    }
+}

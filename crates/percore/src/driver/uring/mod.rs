@@ -1,0 +1,8 @@
+//! The io_uring driver: one ring per worker, owned and entered only by that
+//! worker's thread.
+
+mod driver;
+mod setup;
+
+pub(crate) use driver::Driver;
+pub use setup::RingFeatures;

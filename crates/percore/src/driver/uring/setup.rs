@@ -1,0 +1,124 @@
+//! Creating a worker's io_uring: flag probing and errors that say what to do.
+//!
+//! The setup flags decide io_uring's cost on this class of machine (see
+//! `docs/architecture.md`): `SINGLE_ISSUER|DEFER_TASKRUN` keeps completion
+//! work on the worker's own thread, so a completion never interrupts another
+//! core. We ask for the best set the kernel accepts and record which we got.
+
+use std::fmt;
+use std::io;
+
+use io_uring::IoUring;
+
+/// The ring setup a worker ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingFeatures {
+    /// `IORING_SETUP_SINGLE_ISSUER` accepted.
+    pub single_issuer: bool,
+    /// `IORING_SETUP_DEFER_TASKRUN` accepted.
+    pub defer_taskrun: bool,
+    /// `IORING_SETUP_COOP_TASKRUN` accepted.
+    pub coop_taskrun: bool,
+    /// Submission queue entries.
+    pub sq_entries: u32,
+    /// Completion queue entries.
+    pub cq_entries: u32,
+}
+
+impl fmt::Display for RingFeatures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut flags = Vec::new();
+        if self.single_issuer {
+            flags.push("single_issuer");
+        }
+        if self.defer_taskrun {
+            flags.push("defer_taskrun");
+        }
+        if self.coop_taskrun {
+            flags.push("coop_taskrun");
+        }
+        if flags.is_empty() {
+            flags.push("plain");
+        }
+        write!(
+            f,
+            "io_uring {} (sq {} / cq {})",
+            flags.join("+"),
+            self.sq_entries,
+            self.cq_entries
+        )
+    }
+}
+
+/// Flag sets to try, best first.
+const ATTEMPTS: [(bool, bool, bool); 4] = [
+    (true, true, true),
+    (true, false, true),
+    (false, false, true),
+    (false, false, false),
+];
+
+/// Creates a ring with `entries` submission slots and a completion queue four
+/// times as large (completions may outnumber submissions in flight; see
+/// PITFALLS 4). Must run on the thread that will submit (SINGLE_ISSUER).
+pub(crate) fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
+    let entries = entries.clamp(2, 32768).next_power_of_two();
+    let cq = entries.saturating_mul(4);
+    let mut last_err = None;
+    for (single_issuer, defer_taskrun, coop_taskrun) in ATTEMPTS {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq).setup_clamp();
+        if single_issuer {
+            b.setup_single_issuer();
+        }
+        if defer_taskrun {
+            b.setup_defer_taskrun();
+        }
+        if coop_taskrun {
+            b.setup_coop_taskrun();
+        }
+        match b.build(entries) {
+            Ok(ring) => {
+                let p = ring.params();
+                if !p.is_feature_nodrop() || !p.is_feature_ext_arg() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "io_uring lacks IORING_FEAT_NODROP or IORING_FEAT_EXT_ARG: \
+                         percore needs Linux 5.11 or newer (use the epoll driver on older kernels)",
+                    ));
+                }
+                let features = RingFeatures {
+                    single_issuer,
+                    defer_taskrun,
+                    coop_taskrun,
+                    sq_entries: p.sq_entries(),
+                    cq_entries: p.cq_entries(),
+                };
+                return Ok((ring, features));
+            }
+            // An unknown flag: try the next, older set.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+            Err(e) => return Err(explain(e)),
+        }
+    }
+    Err(explain(last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))))
+}
+
+/// Wraps an io_uring setup error in a message naming the likely cause and fix.
+pub(crate) fn explain(e: io::Error) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOSYS) => "this kernel was built without io_uring (CONFIG_IO_URING)",
+        Some(libc::EPERM) => {
+            "io_uring is forbidden: check `sysctl kernel.io_uring_disabled` (0 allows it) \
+             and the container's seccomp profile (io_uring_setup must be allowed)"
+        }
+        Some(libc::ENOMEM) => {
+            "out of locked memory for the ring: raise `ulimit -l` (RLIMIT_MEMLOCK) \
+             or use smaller rings (Builder::ring_entries)"
+        }
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "out of file descriptors: raise `ulimit -n`",
+        Some(libc::EINVAL) => "the kernel rejected every io_uring setup percore knows (too old?)",
+        _ => "io_uring could not be set up",
+    };
+    io::Error::new(e.kind(), format!("io_uring_setup failed: {e}: {hint}"))
+}

@@ -1,0 +1,37 @@
+//! percore: a proactor-style async runtime for Linux on io_uring, with one
+//! pinned worker thread per core.
+//!
+//! ```no_run
+//! let rt = percore::Runtime::builder().workers(2).build()?;
+//! rt.block_on(async {
+//!     let listener = percore::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
+//!     let (stream, _) = listener.accept().await?;
+//!     let (res, buf) = stream.read(vec![0u8; 4096]).await;
+//!     let n = res?;
+//!     stream.write_all(buf[..n].to_vec()).await.0
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Layout: `runtime/` (builder, workers, shutdown), `task/` (task record,
+//! join handles), `sched/` (cross-thread queues, park/unpark), `driver/`
+//! (op lifecycle, buffers, io_uring), `net/`, `time/`, `sync/`, `metrics/`.
+//! `docs/architecture.md` walks through them.
+
+mod driver;
+pub mod metrics;
+pub mod net;
+mod runtime;
+mod sched;
+pub mod sync;
+mod task;
+pub mod time;
+
+pub use driver::buf::{IoBuf, IoBufMut, Slice};
+pub use driver::uring::RingFeatures;
+pub use net::ops::nop;
+pub use runtime::{Builder, Runtime, WorkerInfo};
+pub use task::{spawn, spawn_local, yield_now, JoinError, JoinHandle, YieldNow};
+
+/// The result of an owned-buffer operation: the outcome and the buffer.
+pub type BufResult<T, B> = (std::io::Result<T>, B);

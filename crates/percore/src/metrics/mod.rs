@@ -1,0 +1,84 @@
+//! Per-worker counters, readable from any thread while the runtime runs.
+//!
+//! Most counters have a single writer (their worker), so `bump` is a plain
+//! load + store, not a locked read-modify-write; `add_shared` is for the few
+//! written from other threads.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// +1 from the counter's only writer thread.
+    pub(crate) fn bump(&self) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+    /// +n from any thread.
+    pub(crate) fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Counters of one worker.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    /// Task polls.
+    pub polls: Counter,
+    /// Tasks spawned onto this worker.
+    pub spawned: Counter,
+    /// SQEs queued (ops, cancels, unpark reads).
+    pub submitted: Counter,
+    /// CQEs reaped.
+    pub completed: Counter,
+    /// `io_uring_enter` calls.
+    pub enters: Counter,
+    /// Times the worker parked in the kernel.
+    pub parks: Counter,
+    /// Wakes from other threads that had to signal this worker's eventfd.
+    pub remote_unparks: Counter,
+    /// Tasks scheduled onto this worker from other threads.
+    pub remote_schedules: Counter,
+}
+
+/// A point-in-time copy of [`WorkerMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Task polls.
+    pub polls: u64,
+    /// Tasks spawned onto this worker.
+    pub spawned: u64,
+    /// SQEs queued.
+    pub submitted: u64,
+    /// CQEs reaped.
+    pub completed: u64,
+    /// `io_uring_enter` calls.
+    pub enters: u64,
+    /// Parks.
+    pub parks: u64,
+    /// Eventfd signals received.
+    pub remote_unparks: u64,
+    /// Tasks scheduled from other threads.
+    pub remote_schedules: u64,
+}
+
+impl WorkerMetrics {
+    /// Copies the counters.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            polls: self.polls.get(),
+            spawned: self.spawned.get(),
+            submitted: self.submitted.get(),
+            completed: self.completed.get(),
+            enters: self.enters.get(),
+            parks: self.parks.get(),
+            remote_unparks: self.remote_unparks.get(),
+            remote_schedules: self.remote_schedules.get(),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `TcpListener`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::stream::TcpStream;
+use crate::net::ops;
+
+/// Options for [`TcpListener::bind_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// Set `SO_REUSEPORT`, so several sockets (one per worker) can listen on
+    /// the same address and the kernel spreads connections over them.
+    pub reuse_port: bool,
+    /// `listen(2)` backlog.
+    pub backlog: i32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            reuse_port: false,
+            backlog: 1024,
+        }
+    }
+}
+
+/// A listening TCP socket; `accept` goes through the worker's ring.
+pub struct TcpListener {
+    fd: OwnedFd,
+    local: SocketAddr,
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl TcpListener {
+    /// Binds and listens on `addr` with default options.
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        Self::bind_with(addr, ListenOptions::default())
+    }
+
+    /// Binds and listens on `addr`. Errors name the address.
+    pub fn bind_with(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener> {
+        let ctx = |what: &str, e: io::Error| {
+            let hint = if e.kind() == io::ErrorKind::AddrInUse {
+                " (another process is listening there; pick another port or stop it)"
+            } else {
+                ""
+            };
+            io::Error::new(e.kind(), format!("{what} {addr}: {e}{hint}"))
+        };
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))
+            .map_err(|e| ctx("socket for", e))?;
+        socket.set_reuse_address(true).map_err(|e| ctx("SO_REUSEADDR on", e))?;
+        if opts.reuse_port {
+            socket.set_reuse_port(true).map_err(|e| ctx("SO_REUSEPORT on", e))?;
+        }
+        if addr.is_ipv6() {
+            socket.set_only_v6(true).map_err(|e| ctx("IPV6_V6ONLY on", e))?;
+        }
+        socket.bind(&addr.into()).map_err(|e| ctx("bind", e))?;
+        socket.listen(opts.backlog).map_err(|e| ctx("listen on", e))?;
+        let local = socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+        Ok(TcpListener {
+            fd: socket.into(),
+            local,
+        })
+    }
+
+    /// Waits for a connection.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (fd, addr) = ops::accept(self.fd.as_raw_fd()).await?;
+        let peer = addr.to_std()?;
+        Ok((TcpStream::from_owned_fd(fd), peer))
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,124 @@
+//! `TcpStream`: owned-buffer reads and writes through the worker's ring.
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::driver::buf::{IoBuf, IoBufMut};
+use crate::net::ops;
+use crate::net::sockaddr::RawAddr;
+use crate::BufResult;
+
+/// A connected TCP socket.
+///
+/// Every I/O method takes its buffer by value and returns it with the
+/// result. Dropping an I/O future before it completes cancels the operation;
+/// the buffer is freed once the kernel is done with it. Bytes a cancelled
+/// read had already received are lost with the buffer — cancel reads only
+/// when you are giving up on the connection.
+pub struct TcpStream {
+    fd: OwnedFd,
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream").field("fd", &self.fd.as_raw_fd()).finish()
+    }
+}
+
+impl TcpStream {
+    pub(crate) fn from_owned_fd(fd: OwnedFd) -> TcpStream {
+        TcpStream { fd }
+    }
+
+    /// Opens a connection to `addr`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        let fd = ops::connect(socket.into(), RawAddr::from_std(addr))
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("connect to {addr}: {e}")))?;
+        Ok(TcpStream { fd })
+    }
+
+    /// Adopts a connected std stream (switched to blocking mode: the ring
+    /// waits for readiness itself).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(false)?;
+        Ok(TcpStream { fd: stream.into() })
+    }
+
+    /// Reads up to `buf.bytes_total()` bytes into the start of `buf`.
+    /// `Ok(0)` means the peer closed its side (or `buf` has no capacity).
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        ops::recv(self.fd.as_raw_fd(), buf).await
+    }
+
+    /// Writes some of `buf`'s initialized bytes; returns how many.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        ops::send(self.fd.as_raw_fd(), buf).await
+    }
+
+    /// Writes all of `buf`'s initialized bytes.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        let total = buf.bytes_init();
+        let mut slice = buf.slice(..total);
+        let mut done = 0;
+        while done < total {
+            let (res, s) = self.write(slice).await;
+            slice = s;
+            match res {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "connection accepted no more bytes");
+                    return (Err(e), slice.into_inner());
+                }
+                Ok(n) => {
+                    done += n;
+                    slice = slice.into_inner().slice(done..total);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), slice.into_inner()),
+            }
+        }
+        (Ok(()), slice.into_inner())
+    }
+
+    /// Shuts down the read, write or both halves (`shutdown(2)`; it does not
+    /// block).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        SockRef::from(&self.fd).shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        SockRef::from(&self.fd).set_tcp_nodelay(on)
+    }
+
+    /// Reads `TCP_NODELAY`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        SockRef::from(&self.fd).tcp_nodelay()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sock_addr(SockRef::from(&self.fd).local_addr()?)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        sock_addr(SockRef::from(&self.fd).peer_addr()?)
+    }
+}
+
+fn sock_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
+    a.as_socket()
+        .ok_or_else(|| io::Error::other("socket has no IP address"))
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

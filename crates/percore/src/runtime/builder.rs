@@ -1,0 +1,173 @@
+//! `Builder`: how many workers, pinning, ring size; starting the threads.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::context;
+use super::info::WorkerInfo;
+use super::shared::Shared;
+use super::worker::Worker;
+use super::Runtime;
+use crate::driver::uring::Driver;
+use crate::metrics::WorkerMetrics;
+use crate::sched::Remote;
+
+static NEXT_WORKER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Configures and starts a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: Option<usize>,
+    pin: bool,
+    ring_entries: u32,
+    shutdown_timeout: Duration,
+    thread_name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            workers: None,
+            pin: true,
+            ring_entries: 256,
+            shutdown_timeout: Duration::from_secs(5),
+            thread_name: "percore-worker".into(),
+        }
+    }
+}
+
+impl Builder {
+    /// Number of worker threads. Default: the cores this process may run on.
+    pub fn workers(&mut self, n: usize) -> &mut Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Pin worker `i` to the i-th allowed core (default: on).
+    pub fn pin(&mut self, pin: bool) -> &mut Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Submission queue entries per worker ring (rounded up to a power of
+    /// two, clamped to 2..=32768); the completion queue gets four times as
+    /// many. Default 256. A full SQ is flushed, never an error.
+    pub fn ring_entries(&mut self, n: u32) -> &mut Self {
+        self.ring_entries = n;
+        self
+    }
+
+    /// How long dropping the runtime waits for the kernel to finish
+    /// cancelled in-flight ops (default 5 s).
+    pub fn shutdown_timeout(&mut self, d: Duration) -> &mut Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Prefix of worker thread names (`{name}-{index}`).
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Starts the workers. Fails if any worker cannot set up its ring, with
+    /// the worker's index and what to change.
+    pub fn build(&self) -> io::Result<Runtime> {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let n = self.workers.unwrap_or(cores.len().max(1));
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Builder::workers(0): a runtime needs at least one worker",
+            ));
+        }
+        let mut remotes = Vec::with_capacity(n);
+        for i in 0..n {
+            remotes.push(Arc::new(Remote::new(i, Arc::new(WorkerMetrics::default()))?));
+        }
+        let shared = Arc::new(Shared::new(remotes));
+        let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let core = if self.pin && !cores.is_empty() {
+                Some(cores[i % cores.len()])
+            } else {
+                None
+            };
+            let shared = shared.clone();
+            let worker_tx = tx.clone();
+            let entries = self.ring_entries;
+            let spawned = thread::Builder::new()
+                .name(format!("{}-{i}", self.thread_name))
+                .spawn(move || worker_main(i, core, entries, shared, worker_tx));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    let _ = tx.send((i, Err(io::Error::new(e.kind(), format!("spawning the thread: {e}")))));
+                }
+            }
+        }
+        drop(tx);
+        let mut infos: Vec<Option<WorkerInfo>> = vec![None; n];
+        let mut first_err = None;
+        for (i, r) in rx.iter().take(n) {
+            match r {
+                Ok(info) => infos[i] = Some(info),
+                Err(e) if first_err.is_none() => {
+                    first_err = Some(io::Error::new(e.kind(), format!("percore worker {i}: {e}")))
+                }
+                Err(_) => {}
+            }
+        }
+        let rt = Runtime {
+            shared,
+            threads,
+            workers: infos.into_iter().flatten().collect(),
+            shutdown_timeout: self.shutdown_timeout,
+        };
+        if let Some(e) = first_err {
+            drop(rt);
+            return Err(e);
+        }
+        Ok(rt)
+    }
+}
+
+fn worker_main(
+    index: usize,
+    core: Option<core_affinity::CoreId>,
+    entries: u32,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<(usize, io::Result<WorkerInfo>)>,
+) {
+    let pinned = core.is_some_and(core_affinity::set_for_current);
+    let remote = shared.remotes[index].clone();
+    // The ring is created here, on the thread that will submit to it
+    // (IORING_SETUP_SINGLE_ISSUER binds it to its creator).
+    let driver = match Driver::new(entries, remote.unparker.fd()) {
+        Ok(d) => d,
+        Err(e) => {
+            remote.close();
+            let _ = tx.send((index, Err(e)));
+            return;
+        }
+    };
+    let info = WorkerInfo {
+        index,
+        core: core.filter(|_| pinned).map(|c| c.id),
+        ring: driver.features(),
+    };
+    let _ = tx.send((index, Ok(info)));
+    drop(tx);
+    let id = NEXT_WORKER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let worker = Rc::new(Worker::new(id, shared.clone(), remote, driver));
+    context::set(Some(worker.clone()));
+    worker.run();
+    let deadline = shared.drain_deadline();
+    worker.shutdown(deadline.max(Instant::now()));
+    context::set(None);
+    drop(worker);
+}

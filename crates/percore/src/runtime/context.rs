@@ -1,0 +1,33 @@
+//! The thread-local "current worker": set for the life of a worker thread,
+//! absent on every other thread.
+//!
+//! Everything a worker owns exclusively (driver, timers, run queue, owned
+//! tasks) sits behind `RefCell`s in [`Worker`]; only that worker's thread can
+//! reach it, through [`with_worker`]. Borrows are short and never held while
+//! user code runs (polls, wakers, drops of user values), so they cannot nest.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::worker::Worker;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Worker>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the current worker, or returns `None` off-worker (or while
+/// the thread is being torn down).
+pub(crate) fn with_worker<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|c| {
+            let w = c.borrow().clone();
+            w.map(|w| f(&w))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Installs `worker` as this thread's current worker.
+pub(crate) fn set(worker: Option<Rc<Worker>>) {
+    CURRENT.with(|c| *c.borrow_mut() = worker);
+}

@@ -1,0 +1,138 @@
+//! `Runtime`: the owner of the worker threads.
+
+use std::future::Future;
+use std::io;
+use std::panic::resume_unwind;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::block_on::wait;
+use super::context;
+use super::info::WorkerInfo;
+use super::shared::Shared;
+use super::Builder;
+use crate::metrics::MetricsSnapshot;
+use crate::task::JoinHandle;
+
+/// A running percore runtime: one pinned worker thread per core, each with
+/// its own io_uring. Dropping it shuts it down (see [`Runtime::shutdown_timeout`]).
+#[derive(Debug)]
+pub struct Runtime {
+    pub(super) shared: Arc<Shared>,
+    pub(super) threads: Vec<thread::JoinHandle<()>>,
+    pub(super) workers: Vec<WorkerInfo>,
+    pub(super) shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("workers", &self.remotes.len()).finish()
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A runtime with the default configuration.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::default().build()
+    }
+
+    /// Runs `future` to completion on worker 0 and returns its output,
+    /// blocking the calling thread. A panic in the future is resumed here.
+    ///
+    /// # Panics
+    ///
+    /// When called from a worker thread (it would block that worker), or if
+    /// the runtime shuts down before the future completes.
+    pub fn block_on<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        assert!(
+            context::with_worker(|_| ()).is_none(),
+            "Runtime::block_on called from a percore worker: await the future instead"
+        );
+        let handle = self.shared.spawn_on(0, future);
+        match wait(handle) {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
+            Err(e) => panic!("Runtime::block_on: {e} (the runtime shut down)"),
+        }
+    }
+
+    /// Spawns a `Send` task from any thread (round-robin over workers; on a
+    /// worker of this runtime, onto that worker).
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let here = context::with_worker(|w| Arc::ptr_eq(&w.shared, &self.shared).then_some(w.remote.index))
+            .flatten();
+        let index = here.unwrap_or_else(|| self.shared.pick_worker());
+        self.shared.spawn_on(index, future)
+    }
+
+    /// Spawns a task pinned to worker `index`: `make` runs on that worker and
+    /// builds the future there, so the future need not be `Send`. This is how
+    /// per-worker services (a listener per core) start.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not a worker index.
+    pub fn spawn_local_on<M, F>(&self, index: usize, make: M) -> JoinHandle<F::Output>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        assert!(
+            index < self.shared.remotes.len(),
+            "worker index {index} out of range (runtime has {} workers)",
+            self.shared.remotes.len()
+        );
+        self.shared.spawn_local_on(index, make)
+    }
+
+    /// The workers: placement and ring setup.
+    pub fn workers(&self) -> &[WorkerInfo] {
+        &self.workers
+    }
+
+    /// A snapshot of every worker's counters.
+    pub fn metrics(&self) -> Vec<MetricsSnapshot> {
+        self.shared.remotes.iter().map(|r| r.metrics.snapshot()).collect()
+    }
+
+    /// Shuts down: every task is dropped (their in-flight ops are cancelled),
+    /// then each worker waits up to `timeout` for the kernel to finish those
+    /// ops. Memory of ops still in flight after that is leaked, never freed
+    /// while the kernel may write it.
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown_now(timeout);
+    }
+
+    fn shutdown_now(&mut self, timeout: Duration) {
+        self.shared.begin_shutdown(Instant::now() + timeout);
+        let me = thread::current().id();
+        for t in self.threads.drain(..) {
+            // Dropped from one of its own workers: cannot join itself.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let timeout = self.shutdown_timeout;
+        self.shutdown_now(timeout);
+    }
+}

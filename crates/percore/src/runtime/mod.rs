@@ -1,0 +1,21 @@
+//! The runtime: builder, workers and their loop, shutdown.
+//!
+//! - `builder` — configuration, starting worker threads, ring creation.
+//! - `worker` — a worker's owned state and loop; shutdown drain.
+//! - `shared` — what all workers and handles share; spawning from outside.
+//! - `context` — the thread-local current worker.
+//! - `info` — what a worker reports at start.
+//! - `block_on` — waiting on a plain thread.
+
+mod block_on;
+mod builder;
+pub(crate) mod context;
+mod handle;
+mod info;
+mod shared;
+mod worker;
+
+pub(crate) use block_on::wait;
+pub use builder::Builder;
+pub use handle::Runtime;
+pub use info::WorkerInfo;

@@ -1,0 +1,135 @@
+//! State shared by all workers of one runtime and its handle: the workers'
+//! remote sides, the shutdown flag, id counters.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::sched::Remote;
+use crate::task::join::{Harness, JoinHandle, JoinState};
+use crate::task::raw::Task;
+
+pub(crate) struct Shared {
+    pub(crate) remotes: Vec<Arc<Remote>>,
+    pub(crate) shutdown: AtomicBool,
+    drain_deadline: Mutex<Option<Instant>>,
+    next_task: AtomicU64,
+    next_worker: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(remotes: Vec<Arc<Remote>>) -> Shared {
+        Shared {
+            remotes,
+            shutdown: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
+            next_task: AtomicU64::new(1),
+            next_worker: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.next_task.fetch_add(1, Relaxed)
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(SeqCst)
+    }
+
+    /// Asks every worker to stop; in-flight ops may drain until `deadline`.
+    pub(crate) fn begin_shutdown(&self, deadline: Instant) {
+        *self.drain_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        self.shutdown.store(true, SeqCst);
+        for r in &self.remotes {
+            r.unparker.unpark();
+        }
+    }
+
+    pub(crate) fn drain_deadline(&self) -> Instant {
+        self.drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// Round-robin choice of worker for tasks spawned from outside.
+    pub(crate) fn pick_worker(&self) -> usize {
+        self.next_worker.fetch_add(1, Relaxed) % self.remotes.len()
+    }
+
+    /// Spawns a `Send` task onto worker `index` from any thread.
+    pub(crate) fn spawn_on<F>(&self, index: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_boxed(index, future)
+    }
+
+    /// Spawns onto worker `index` a task whose future `make()` builds there,
+    /// on its first poll; that future never leaves the worker.
+    pub(crate) fn spawn_local_on<M, F>(&self, index: usize, make: M) -> JoinHandle<F::Output>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_boxed(
+            index,
+            Launch {
+                make: Some(make),
+                future: None,
+            },
+        )
+    }
+
+    /// Both spawn paths: the future crosses to the worker before its first
+    /// poll. Callers guarantee it is `Send` until then (`Launch` holds only
+    /// its `Send` closure before its first poll).
+    fn spawn_boxed<F>(&self, index: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let remote = self.remotes[index].clone();
+        let join = JoinState::new();
+        let harness = Harness::new(future, join.clone());
+        let task = Task::new(self.next_task_id(), remote.clone(), Box::pin(harness));
+        remote.metrics.spawned.add_shared(1);
+        // Always through the remote queue, even from the target worker
+        // itself: the worker registers tasks as it takes them from there.
+        remote.push(task.clone());
+        JoinHandle::new(join, task)
+    }
+}
+
+/// Builds a worker-local future on the worker itself; see `spawn_local_on`.
+struct Launch<M, F> {
+    make: Option<M>,
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<M, F> Future for Launch<M, F>
+where
+    M: FnOnce() -> F,
+    F: Future,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: neither field is structurally pinned (the inner future is
+        // boxed), so Launch may be treated as Unpin.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Some(make) = this.make.take() {
+            this.future = Some(Box::pin(make()));
+        }
+        this.future
+            .as_mut()
+            .expect("Launch polled after completion")
+            .as_mut()
+            .poll(cx)
+    }
+}

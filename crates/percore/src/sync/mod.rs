@@ -1,0 +1,3 @@
+//! Synchronization between tasks, workers and foreign threads.
+
+pub mod oneshot;

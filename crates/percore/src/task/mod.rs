@@ -1,0 +1,10 @@
+//! Tasks: the raw task record and its state protocol (`raw`), the join
+//! handle and panic-catching harness (`join`), and the spawn functions.
+
+pub(crate) mod join;
+pub(crate) mod raw;
+mod spawn;
+
+pub use join::{JoinError, JoinHandle};
+pub use raw::{yield_now, YieldNow};
+pub use spawn::{spawn, spawn_local};
