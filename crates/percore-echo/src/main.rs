@@ -42,7 +42,9 @@ fn run(args: &Args) -> Result<(), String> {
         builder.workers(n.into());
     }
     builder.pin(!args.no_pin).ring_entries(args.ring_entries);
-    let rt = builder.build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = builder
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let n = rt.workers().len();
     let open = Arc::new(AtomicUsize::new(0));
     let stats: Vec<Arc<Stats>> = (0..n).map(|_| Arc::new(Stats::default())).collect();
@@ -53,8 +55,12 @@ fn run(args: &Args) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         let (st, open, buffer) = (st.clone(), open.clone(), args.buffer as usize);
         let bind_to = addr;
-        acceptors.push(rt.spawn_local_on(i, move || serve_worker(bind_to, buffer, st, open, i == 0, tx)));
-        let bound = rx.blocking_recv().map_err(|_| format!("worker {i} stopped before binding"))?;
+        acceptors.push(rt.spawn_local_on(i, move || {
+            serve_worker(bind_to, buffer, st, open, i == 0, tx)
+        }));
+        let bound = rx
+            .blocking_recv()
+            .map_err(|_| format!("worker {i} stopped before binding"))?;
         // Port 0: every later worker joins the port worker 0 got.
         addr = bound.map_err(|e| format!("worker {i}: {e}"))?;
     }

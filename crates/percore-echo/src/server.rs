@@ -75,7 +75,9 @@ pub async fn serve_worker(
                 percore::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             Err(e) => {
-                eprintln!("percore-echo: accept on {addr} failed: {e}; this worker stops accepting");
+                eprintln!(
+                    "percore-echo: accept on {addr} failed: {e}; this worker stops accepting"
+                );
                 return;
             }
         }
@@ -85,7 +87,14 @@ pub async fn serve_worker(
 fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED | libc::EPERM)
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::ECONNABORTED
+                | libc::EPERM
+        )
     )
 }
 
@@ -109,7 +118,12 @@ async fn echo(stream: TcpStream, buffer: usize, stats: &Stats) -> io::Result<()>
             Ok(()) => {
                 stats.bytes.fetch_add(n as u64, Relaxed);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
                 return Ok(())
             }
             Err(e) => return Err(e),

@@ -48,7 +48,11 @@ pub unsafe trait IoBuf: Unpin + 'static {
             "slice {begin}..{end} out of bounds for a buffer of {} bytes",
             self.bytes_total()
         );
-        Slice { buf: self, begin, end }
+        Slice {
+            buf: self,
+            begin,
+            end,
+        }
     }
 }
 

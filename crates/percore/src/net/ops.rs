@@ -35,16 +35,21 @@ impl OpData for AcceptData {
 }
 
 pub(crate) async fn accept(fd: RawFd) -> io::Result<(OwnedFd, Box<RawAddr>)> {
-    let op = Op::new(AcceptData { addr: RawAddr::empty() }, |d| {
-        let addr = &mut *d.addr;
-        opcode::Accept::new(
-            types::Fd(fd),
-            (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
-            &mut addr.len,
-        )
-        .flags(libc::SOCK_CLOEXEC)
-        .build()
-    });
+    let op = Op::new(
+        AcceptData {
+            addr: RawAddr::empty(),
+        },
+        |d| {
+            let addr = &mut *d.addr;
+            opcode::Accept::new(
+                types::Fd(fd),
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+                &mut addr.len,
+            )
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+        },
+    );
     let c = op.await;
     let n = cqe_result(c.res)?;
     // SAFETY: a successful accept CQE carries a new fd nobody owns.

@@ -34,7 +34,12 @@ impl RawAddr {
                     sin_zero: [0; 8],
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-                unsafe { std::ptr::write((&mut raw.storage as *mut libc::sockaddr_storage).cast(), sin) };
+                unsafe {
+                    std::ptr::write(
+                        (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
+                        sin,
+                    )
+                };
                 raw.len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             }
             SocketAddr::V6(a) => {
@@ -48,7 +53,12 @@ impl RawAddr {
                     sin6_scope_id: a.scope_id(),
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-                unsafe { std::ptr::write((&mut raw.storage as *mut libc::sockaddr_storage).cast(), sin6) };
+                unsafe {
+                    std::ptr::write(
+                        (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
+                        sin6,
+                    )
+                };
                 raw.len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
             }
         }
@@ -66,7 +76,10 @@ impl RawAddr {
                 // SAFETY: family and length say the storage holds a sockaddr_in.
                 let sin = unsafe { &*base.cast::<libc::sockaddr_in>() };
                 let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-                Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+                Ok(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
             }
             libc::AF_INET6 if self.len as usize >= mem::size_of::<libc::sockaddr_in6>() => {
                 // SAFETY: family and length say the storage holds a sockaddr_in6.

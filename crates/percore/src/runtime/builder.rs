@@ -86,7 +86,10 @@ impl Builder {
         }
         let mut remotes = Vec::with_capacity(n);
         for i in 0..n {
-            remotes.push(Arc::new(Remote::new(i, Arc::new(WorkerMetrics::default()))?));
+            remotes.push(Arc::new(Remote::new(
+                i,
+                Arc::new(WorkerMetrics::default()),
+            )?));
         }
         let shared = Arc::new(Shared::new(remotes));
         let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
@@ -106,7 +109,13 @@ impl Builder {
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
-                    let _ = tx.send((i, Err(io::Error::new(e.kind(), format!("spawning the thread: {e}")))));
+                    let _ = tx.send((
+                        i,
+                        Err(io::Error::new(
+                            e.kind(),
+                            format!("spawning the thread: {e}"),
+                        )),
+                    ));
                 }
             }
         }

@@ -27,7 +27,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("workers", &self.remotes.len()).finish()
+        f.debug_struct("Shared")
+            .field("workers", &self.remotes.len())
+            .finish()
     }
 }
 
@@ -73,8 +75,10 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let here = context::with_worker(|w| Arc::ptr_eq(&w.shared, &self.shared).then_some(w.remote.index))
-            .flatten();
+        let here = context::with_worker(|w| {
+            Arc::ptr_eq(&w.shared, &self.shared).then_some(w.remote.index)
+        })
+        .flatten();
         let index = here.unwrap_or_else(|| self.shared.pick_worker());
         self.shared.spawn_on(index, future)
     }
@@ -107,7 +111,11 @@ impl Runtime {
 
     /// A snapshot of every worker's counters.
     pub fn metrics(&self) -> Vec<MetricsSnapshot> {
-        self.shared.remotes.iter().map(|r| r.metrics.snapshot()).collect()
+        self.shared
+            .remotes
+            .iter()
+            .map(|r| r.metrics.snapshot())
+            .collect()
     }
 
     /// Shuts down: every task is dropped (their in-flight ops are cancelled),

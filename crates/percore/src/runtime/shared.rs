@@ -41,7 +41,10 @@ impl Shared {
 
     /// Asks every worker to stop; in-flight ops may drain until `deadline`.
     pub(crate) fn begin_shutdown(&self, deadline: Instant) {
-        *self.drain_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         self.shutdown.store(true, SeqCst);
         for r in &self.remotes {
             r.unparker.unpark();

@@ -66,7 +66,11 @@ impl Worker {
     {
         let join = JoinState::new();
         let harness = Harness::new(future, join.clone());
-        let task = Task::new(self.shared.next_task_id(), self.remote.clone(), Box::pin(harness));
+        let task = Task::new(
+            self.shared.next_task_id(),
+            self.remote.clone(),
+            Box::pin(harness),
+        );
         self.register(&task);
         self.metrics.spawned.bump();
         self.run_queue.borrow_mut().push_back(task.clone());
@@ -153,7 +157,8 @@ impl Worker {
     fn park(&self, wakers: &mut Vec<Waker>, dead: &mut Vec<(Box<dyn OpData>, i32)>) {
         let unparker = &self.remote.unparker;
         unparker.prepare_park();
-        if !self.remote.is_empty() || self.shared.is_shutdown() || self.driver.borrow().has_ready() {
+        if !self.remote.is_empty() || self.shared.is_shutdown() || self.driver.borrow().has_ready()
+        {
             unparker.finish_park();
             return;
         }

@@ -33,7 +33,10 @@ impl Unparker {
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if fd < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("eventfd for worker wakeups: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("eventfd for worker wakeups: {e}"),
+            ));
         }
         Ok(Unparker {
             // SAFETY: `fd` is a fresh descriptor that nothing else owns.

@@ -79,7 +79,10 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).receiver_gone = true;
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .receiver_gone = true;
     }
 }
 

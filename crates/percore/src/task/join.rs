@@ -18,7 +18,14 @@ use super::raw::Task;
 /// Why a task produced no value.
 pub struct JoinError {
     repr: Repr,
+    /// The panic message, read once when the error is made, so that no
+    /// `&self` method ever touches the payload.
+    message: Option<String>,
 }
+
+// SAFETY: the only non-Sync part is the panic payload, which no `&self`
+// method reads; it is reachable only by value (`into_panic`).
+unsafe impl Sync for JoinError {}
 
 enum Repr {
     Cancelled,
@@ -42,12 +49,24 @@ impl JoinError {
         }
     }
     fn panic_message(&self) -> Option<&str> {
-        match &self.repr {
-            Repr::Panic(p) => p
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
-            Repr::Cancelled => None,
+        self.message.as_deref()
+    }
+
+    fn cancelled() -> JoinError {
+        JoinError {
+            repr: Repr::Cancelled,
+            message: None,
+        }
+    }
+
+    fn panic(p: Box<dyn Any + Send + 'static>) -> JoinError {
+        let message = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned());
+        JoinError {
+            repr: Repr::Panic(p),
+            message,
         }
     }
 }
@@ -139,9 +158,7 @@ impl<F: Future> Future for Harness<F> {
         let out = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(v)) => Ok(v),
-            Err(p) => Err(JoinError {
-                repr: Repr::Panic(p),
-            }),
+            Err(p) => Err(JoinError::panic(p)),
         };
         this.finished = true;
         this.join.complete(out);
@@ -152,9 +169,7 @@ impl<F: Future> Future for Harness<F> {
 impl<F: Future> Drop for Harness<F> {
     fn drop(&mut self) {
         if !self.finished {
-            self.join.complete(Err(JoinError {
-                repr: Repr::Cancelled,
-            }));
+            self.join.complete(Err(JoinError::cancelled()));
         }
     }
 }
@@ -212,6 +227,8 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("task", &self.task.id).finish()
+        f.debug_struct("JoinHandle")
+            .field("task", &self.task.id)
+            .finish()
     }
 }

@@ -157,7 +157,9 @@ pub(crate) fn enqueue(task: Arc<Task>) {
     let mut task = Some(task);
     context::with_worker(|w| {
         if Arc::ptr_eq(&w.remote, &task.as_ref().expect("task").home) {
-            w.run_queue.borrow_mut().push_back(task.take().expect("task"));
+            w.run_queue
+                .borrow_mut()
+                .push_back(task.take().expect("task"));
         }
     });
     if let Some(task) = task {

@@ -17,7 +17,9 @@ where
     F::Output: Send + 'static,
 {
     context::with_worker(|w| w.spawn_here(future)).unwrap_or_else(|| {
-        panic!("percore::spawn called outside a percore worker: use Runtime::spawn from other threads")
+        panic!(
+            "percore::spawn called outside a percore worker: use Runtime::spawn from other threads"
+        )
     })
 }
 

@@ -87,7 +87,9 @@ impl Future for Sleep {
                 this.entry = Some(e);
                 Poll::Pending
             }
-            None => panic!("percore timers need a percore worker: use Runtime::block_on or spawn a task"),
+            None => panic!(
+                "percore timers need a percore worker: use Runtime::block_on or spawn a task"
+            ),
         }
     }
 }

@@ -54,7 +54,9 @@ pub struct Timeout<F> {
 
 impl<F> fmt::Debug for Timeout<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timeout").field("sleep", &self.sleep).finish()
+        f.debug_struct("Timeout")
+            .field("sleep", &self.sleep)
+            .finish()
     }
 }
 

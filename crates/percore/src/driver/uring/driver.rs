@@ -181,7 +181,9 @@ impl Driver {
             .chain(self.unpark_armed.then_some(UNPARK_TAG))
             .collect();
         for target in targets {
-            let cancel = opcode::AsyncCancel::new(target).build().user_data(CANCEL_TAG);
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(CANCEL_TAG);
             // SAFETY: an async-cancel SQE references no memory.
             unsafe { self.push(cancel, metrics) };
         }
@@ -232,7 +234,11 @@ impl Driver {
     /// Submits queued SQEs and waits for at least one completion, or until
     /// `timeout` (the nearest timer) passes; then reaps. A remote wake
     /// completes the unpark read and so ends the wait.
-    pub(crate) fn park(&mut self, timeout: Option<Duration>, metrics: &WorkerMetrics) -> io::Result<()> {
+    pub(crate) fn park(
+        &mut self,
+        timeout: Option<Duration>,
+        metrics: &WorkerMetrics,
+    ) -> io::Result<()> {
         self.arm_unpark(metrics);
         self.enter(1, timeout, metrics)?;
         self.reap(metrics);
@@ -247,7 +253,12 @@ impl Driver {
         Ok(())
     }
 
-    fn enter(&mut self, min_complete: u32, timeout: Option<Duration>, metrics: &WorkerMetrics) -> io::Result<()> {
+    fn enter(
+        &mut self,
+        min_complete: u32,
+        timeout: Option<Duration>,
+        metrics: &WorkerMetrics,
+    ) -> io::Result<()> {
         loop {
             let to_submit = self.ring.submission().len() as u32;
             metrics.enters.bump();
@@ -255,7 +266,9 @@ impl Driver {
                 Some(t) => {
                     let ts = types::Timespec::from(t);
                     let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(min_complete as usize, &args)
+                    self.ring
+                        .submitter()
+                        .submit_with_args(min_complete as usize, &args)
                 }
                 // SAFETY: no argument pointer is passed; flags are valid.
                 None => unsafe {
@@ -319,19 +332,20 @@ impl Driver {
             metrics.enters.bump();
             // SAFETY: no argument pointer is passed; flags are valid.
             let _ = unsafe {
-                self.ring.submitter().enter::<libc::sigset_t>(
-                    0,
-                    0,
-                    IORING_ENTER_GETEVENTS,
-                    None,
-                )
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
             };
         }
     }
 
     /// Hands over wakers to call and orphaned resources to drop, collected
     /// while reaping. The caller runs them with the driver unborrowed.
-    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>, dead: &mut Vec<(Box<dyn OpData>, i32)>) {
+    pub(crate) fn take_ready(
+        &mut self,
+        wakers: &mut Vec<Waker>,
+        dead: &mut Vec<(Box<dyn OpData>, i32)>,
+    ) {
         mem::swap(&mut self.wakers, wakers);
         mem::swap(&mut self.dead, dead);
     }

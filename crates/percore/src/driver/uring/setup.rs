@@ -101,7 +101,9 @@ pub(crate) fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
             Err(e) => return Err(explain(e)),
         }
     }
-    Err(explain(last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))))
+    Err(explain(last_err.unwrap_or_else(|| {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    })))
 }
 
 /// Wraps an io_uring setup error in a message naming the likely cause and fix.

@@ -60,17 +60,29 @@ impl TcpListener {
             };
             io::Error::new(e.kind(), format!("{what} {addr}: {e}{hint}"))
         };
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))
-            .map_err(|e| ctx("socket for", e))?;
-        socket.set_reuse_address(true).map_err(|e| ctx("SO_REUSEADDR on", e))?;
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.cloexec(),
+            Some(Protocol::TCP),
+        )
+        .map_err(|e| ctx("socket for", e))?;
+        socket
+            .set_reuse_address(true)
+            .map_err(|e| ctx("SO_REUSEADDR on", e))?;
         if opts.reuse_port {
-            socket.set_reuse_port(true).map_err(|e| ctx("SO_REUSEPORT on", e))?;
+            socket
+                .set_reuse_port(true)
+                .map_err(|e| ctx("SO_REUSEPORT on", e))?;
         }
         if addr.is_ipv6() {
-            socket.set_only_v6(true).map_err(|e| ctx("IPV6_V6ONLY on", e))?;
+            socket
+                .set_only_v6(true)
+                .map_err(|e| ctx("IPV6_V6ONLY on", e))?;
         }
         socket.bind(&addr.into()).map_err(|e| ctx("bind", e))?;
-        socket.listen(opts.backlog).map_err(|e| ctx("listen on", e))?;
+        socket
+            .listen(opts.backlog)
+            .map_err(|e| ctx("listen on", e))?;
         let local = socket
             .local_addr()?
             .as_socket()

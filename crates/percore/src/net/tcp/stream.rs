@@ -25,7 +25,9 @@ pub struct TcpStream {
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream").field("fd", &self.fd.as_raw_fd()).finish()
+        f.debug_struct("TcpStream")
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
     }
 }
 
@@ -36,7 +38,11 @@ impl TcpStream {
 
     /// Opens a connection to `addr`.
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.cloexec(),
+            Some(Protocol::TCP),
+        )?;
         let fd = ops::connect(socket.into(), RawAddr::from_std(addr))
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("connect to {addr}: {e}")))?;
@@ -71,7 +77,10 @@ impl TcpStream {
             slice = s;
             match res {
                 Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "connection accepted no more bytes");
+                    let e = io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "connection accepted no more bytes",
+                    );
                     return (Err(e), slice.into_inner());
                 }
                 Ok(n) => {
