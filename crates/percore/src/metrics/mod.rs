@@ -38,6 +38,8 @@ pub struct WorkerMetrics {
     pub completed: Counter,
     /// `io_uring_enter` calls.
     pub enters: Counter,
+    /// Times the CQ had overflowed into the kernel's backlog and was flushed.
+    pub overflow_flushes: Counter,
     /// Times the worker parked in the kernel.
     pub parks: Counter,
     /// Wakes from other threads that had to signal this worker's eventfd.
@@ -59,6 +61,8 @@ pub struct MetricsSnapshot {
     pub completed: u64,
     /// `io_uring_enter` calls.
     pub enters: u64,
+    /// CQ overflow backlog flushes.
+    pub overflow_flushes: u64,
     /// Parks.
     pub parks: u64,
     /// Eventfd signals received.
@@ -76,6 +80,7 @@ impl WorkerMetrics {
             submitted: self.submitted.get(),
             completed: self.completed.get(),
             enters: self.enters.get(),
+            overflow_flushes: self.overflow_flushes.get(),
             parks: self.parks.get(),
             remote_unparks: self.remote_unparks.get(),
             remote_schedules: self.remote_schedules.get(),

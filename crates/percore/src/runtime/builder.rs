@@ -11,7 +11,7 @@ use super::info::WorkerInfo;
 use super::shared::Shared;
 use super::worker::Worker;
 use super::Runtime;
-use crate::driver::uring::Driver;
+use crate::driver::uring::{Driver, RingSetup};
 use crate::metrics::WorkerMetrics;
 use crate::sched::Remote;
 
@@ -23,6 +23,7 @@ pub struct Builder {
     workers: Option<usize>,
     pin: bool,
     ring_entries: u32,
+    ring_setup: RingSetup,
     shutdown_timeout: Duration,
     thread_name: String,
 }
@@ -33,6 +34,7 @@ impl Default for Builder {
             workers: None,
             pin: true,
             ring_entries: 256,
+            ring_setup: RingSetup::Auto,
             shutdown_timeout: Duration::from_secs(5),
             thread_name: "percore-worker".into(),
         }
@@ -57,6 +59,12 @@ impl Builder {
     /// many. Default 256. A full SQ is flushed, never an error.
     pub fn ring_entries(&mut self, n: u32) -> &mut Self {
         self.ring_entries = n;
+        self
+    }
+
+    /// Which io_uring setup flags to ask for (default: the best available).
+    pub fn ring_setup(&mut self, setup: RingSetup) -> &mut Self {
+        self.ring_setup = setup;
         self
     }
 
@@ -102,10 +110,10 @@ impl Builder {
             };
             let shared = shared.clone();
             let worker_tx = tx.clone();
-            let entries = self.ring_entries;
+            let ring = (self.ring_entries, self.ring_setup);
             let spawned = thread::Builder::new()
                 .name(format!("{}-{i}", self.thread_name))
-                .spawn(move || worker_main(i, core, entries, shared, worker_tx));
+                .spawn(move || worker_main(i, core, ring, shared, worker_tx));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -148,7 +156,7 @@ impl Builder {
 fn worker_main(
     index: usize,
     core: Option<core_affinity::CoreId>,
-    entries: u32,
+    (entries, setup): (u32, RingSetup),
     shared: Arc<Shared>,
     tx: mpsc::Sender<(usize, io::Result<WorkerInfo>)>,
 ) {
@@ -156,7 +164,7 @@ fn worker_main(
     let remote = shared.remotes[index].clone();
     // The ring is created here, on the thread that will submit to it
     // (IORING_SETUP_SINGLE_ISSUER binds it to its creator).
-    let driver = match Driver::new(entries, remote.unparker.fd()) {
+    let driver = match Driver::new(entries, setup, remote.unparker.fd()) {
         Ok(d) => d,
         Err(e) => {
             remote.close();

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::setup::{build_ring, RingFeatures};
+use super::setup::{build_ring, RingFeatures, RingSetup};
 use crate::driver::op::OpData;
 use crate::metrics::WorkerMetrics;
 
@@ -59,8 +59,8 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// Creates the ring on the calling thread (the worker).
-    pub(crate) fn new(entries: u32, unpark_fd: RawFd) -> io::Result<Driver> {
-        let (ring, features) = build_ring(entries)?;
+    pub(crate) fn new(entries: u32, setup: RingSetup, unpark_fd: RawFd) -> io::Result<Driver> {
+        let (ring, features) = build_ring(entries, setup)?;
         Ok(Driver {
             ring,
             features,
@@ -329,6 +329,7 @@ impl Driver {
             if !overflowed {
                 return;
             }
+            metrics.overflow_flushes.bump();
             metrics.enters.bump();
             // SAFETY: no argument pointer is passed; flags are valid.
             let _ = unsafe {

@@ -5,4 +5,4 @@ mod driver;
 mod setup;
 
 pub(crate) use driver::Driver;
-pub use setup::RingFeatures;
+pub use setup::{RingFeatures, RingSetup};

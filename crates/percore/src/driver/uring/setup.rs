@@ -50,6 +50,30 @@ impl fmt::Display for RingFeatures {
     }
 }
 
+/// Which ring setup flags a worker asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingSetup {
+    /// The best the kernel accepts: `SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN`,
+    /// then `SINGLE_ISSUER|COOP_TASKRUN`, then `COOP_TASKRUN`, then plain.
+    #[default]
+    Auto,
+    /// At most `COOP_TASKRUN` (completion work may still run off-loop).
+    CoopTaskrun,
+    /// No task-run flags: completions are posted by task-work interrupts.
+    /// For comparisons; slower on most machines.
+    Plain,
+}
+
+impl RingSetup {
+    fn first_attempt(self) -> usize {
+        match self {
+            RingSetup::Auto => 0,
+            RingSetup::CoopTaskrun => 2,
+            RingSetup::Plain => 3,
+        }
+    }
+}
+
 /// Flag sets to try, best first.
 const ATTEMPTS: [(bool, bool, bool); 4] = [
     (true, true, true),
@@ -61,11 +85,11 @@ const ATTEMPTS: [(bool, bool, bool); 4] = [
 /// Creates a ring with `entries` submission slots and a completion queue four
 /// times as large (completions may outnumber submissions in flight; see
 /// PITFALLS 4). Must run on the thread that will submit (SINGLE_ISSUER).
-pub(crate) fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
+pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring, RingFeatures)> {
     let entries = entries.clamp(2, 32768).next_power_of_two();
     let cq = entries.saturating_mul(4);
     let mut last_err = None;
-    for (single_issuer, defer_taskrun, coop_taskrun) in ATTEMPTS {
+    for &(single_issuer, defer_taskrun, coop_taskrun) in &ATTEMPTS[setup.first_attempt()..] {
         let mut b = IoUring::builder();
         b.setup_cqsize(cq).setup_clamp();
         if single_issuer {

@@ -1,0 +1,156 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use percore::net::{TcpListener, TcpStream};
+use percore::{IoBuf, IoBufMut, Runtime};
+
+/// A runtime for tests: `workers` threads, rings of `entries` SQEs.
+pub fn runtime(workers: usize, entries: u32) -> Runtime {
+    Runtime::builder()
+        .workers(workers)
+        .ring_entries(entries)
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .expect("runtime")
+}
+
+/// Aborts the whole test process if the guard lives longer than `secs`:
+/// a hang must fail the run, not stall it.
+pub struct Watchdog(Arc<AtomicBool>);
+
+pub fn watchdog(name: &'static str, secs: u64) -> Watchdog {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..secs * 10 {
+            std::thread::sleep(Duration::from_millis(100));
+            if d.load(SeqCst) {
+                return;
+            }
+        }
+        eprintln!("watchdog: test {name} still running after {secs} s: aborting");
+        std::process::abort();
+    });
+    Watchdog(done)
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+/// Open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+/// A connected pair on loopback: (client, server side).
+pub async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr: SocketAddr = l.local_addr().unwrap();
+    let accept = percore::spawn_local(async move { l.accept().await.unwrap().0 });
+    let c = TcpStream::connect(addr).await.unwrap();
+    (c, accept.await.unwrap())
+}
+
+/// Counts creations and drops of [`CountedBuf`]s.
+#[derive(Default, Debug)]
+pub struct Counts {
+    pub created: AtomicUsize,
+    pub dropped: AtomicUsize,
+}
+
+impl Counts {
+    pub fn live(&self) -> isize {
+        self.created.load(SeqCst) as isize - self.dropped.load(SeqCst) as isize
+    }
+}
+
+/// A heap buffer that records its drop, to prove each buffer handed to the
+/// runtime is dropped exactly once.
+pub struct CountedBuf {
+    data: Vec<u8>,
+    counts: Arc<Counts>,
+}
+
+impl CountedBuf {
+    pub fn new(counts: &Arc<Counts>, cap: usize) -> CountedBuf {
+        counts.created.fetch_add(1, SeqCst);
+        CountedBuf {
+            data: Vec::with_capacity(cap),
+            counts: counts.clone(),
+        }
+    }
+    pub fn filled(counts: &Arc<Counts>, bytes: &[u8]) -> CountedBuf {
+        let mut b = Self::new(counts, bytes.len());
+        b.data.extend_from_slice(bytes);
+        b
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for CountedBuf {
+    fn drop(&mut self) {
+        self.counts.dropped.fetch_add(1, SeqCst);
+    }
+}
+
+// SAFETY: delegates to Vec<u8>, whose heap memory is stable across moves.
+unsafe impl IoBuf for CountedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.data.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.data.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.data.bytes_total()
+    }
+}
+
+// SAFETY: delegates to Vec<u8>.
+unsafe impl IoBufMut for CountedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.data.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.data.set_init(pos) }
+    }
+}
+
+/// Polls `fut` exactly once (submitting its op), without completing it.
+pub async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
+}
+
+/// A small deterministic PRNG (xorshift64*), so runs are reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
