@@ -40,11 +40,11 @@ fn every_buffer_dropped_exactly_once_and_no_fd_leaks() {
     // The runtime is dropped while tasks wait in reads and writes.
     for _ in 0..20 {
         let rt = runtime(2, 16);
-        for i in 0..50 {
+        for i in 0..50u32 {
             let c = counts.clone();
             rt.spawn(async move {
                 let (a, b) = tcp_pair().await;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let (_r, _buf) = b.read(CountedBuf::new(&c, 4096)).await;
                 } else {
                     // 8 MiB to a peer that never reads: the send stays in flight.
@@ -121,7 +121,7 @@ async fn interleavings(c: &Arc<Counts>, round: usize) {
     let addr = l.local_addr().unwrap();
     let mut acc = Box::pin(l.accept());
     assert!(poll_once(&mut acc).await.is_pending());
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         let conn = TcpStream::connect(addr).await.unwrap();
         settle().await;
         drop(acc);
