@@ -120,7 +120,9 @@ fn wakes_cross_workers_and_land_on_the_task_worker() {
     });
     assert_eq!(rt.block_on(a).unwrap(), rounds);
     rt.block_on(b).unwrap();
-    assert!(rt.metrics()[1].remote_schedules >= u64::from(rounds));
+    // Wakes from worker 0 reach worker 1 through its remote queue (a wake that
+    // lands while the task still runs only sets NOTIFIED, so not all do).
+    assert!(rt.metrics()[1].remote_schedules > 0, "{:?}", rt.metrics());
 }
 
 #[test]
