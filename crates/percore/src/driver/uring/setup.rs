@@ -148,3 +148,35 @@ pub(crate) fn explain(e: io::Error) -> io::Error {
     };
     io::Error::new(e.kind(), format!("io_uring_setup failed: {e}: {hint}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_errors_name_the_cause_and_the_fix() {
+        let eperm = explain(io::Error::from_raw_os_error(libc::EPERM)).to_string();
+        assert!(
+            eperm.contains("kernel.io_uring_disabled") && eperm.contains("seccomp"),
+            "{eperm}"
+        );
+        let enomem = explain(io::Error::from_raw_os_error(libc::ENOMEM)).to_string();
+        assert!(enomem.contains("ulimit -l"), "{enomem}");
+        let enosys = explain(io::Error::from_raw_os_error(libc::ENOSYS)).to_string();
+        assert!(enosys.contains("CONFIG_IO_URING"), "{enosys}");
+        assert_eq!(
+            explain(io::Error::from_raw_os_error(libc::EPERM)).kind(),
+            io::ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn rings_get_the_best_flags_and_a_larger_completion_queue() {
+        let (_ring, f) = build_ring(100, RingSetup::Auto).expect("io_uring available");
+        assert_eq!(f.sq_entries, 128, "rounded up to a power of two");
+        assert_eq!(f.cq_entries, 512);
+        let (_ring, plain) = build_ring(8, RingSetup::Plain).expect("plain ring");
+        assert!(!plain.single_issuer && !plain.defer_taskrun && !plain.coop_taskrun);
+        assert_eq!(plain.to_string(), "io_uring plain (sq 8 / cq 32)");
+    }
+}
