@@ -130,9 +130,13 @@ async fn interleavings(c: &Arc<Counts>, round: usize) {
         drop(acc);
     }
 
-    // 7. Connect dropped in flight (to a listener that exists).
+    // 7. Connect dropped in flight (to a listener that exists). Its SQE may
+    //    reach the kernel after the drop, and the cancel need not win: let it
+    //    settle before closing the listener, or it could connect to whatever
+    //    binds the freed port next (the next round's pair).
     let mut con = Box::pin(TcpStream::connect(addr));
     let _ = poll_once(&mut con).await;
     drop(con);
+    settle().await;
     drop(l);
 }
