@@ -1,0 +1,364 @@
+//! `bench-harness compare`: the main job. Starts each server as a child
+//! process with a stated CPU layout, drives it with the load generator, and
+//! reports throughput, latency percentiles, server CPU per message, memory
+//! and context switches, as tables, `results.json`, `.hgrm` files and SVG
+//! plots.
+//!
+//! - `process` — server children and `/proc` sampling.
+//! - `results` — the JSON schema and the medians.
+//! - `report` — the printed tables and the progress line.
+//! - `plot` — SVG plots.
+
+pub mod plot;
+pub mod process;
+pub mod report;
+pub mod results;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+
+use crate::hist::{new_histogram, percentile_distribution};
+use crate::load::{self, LoadConfig, Mode};
+use process::{Server, ServerSpec};
+use report::Progress;
+use results::{Results, RunRecord, ServerUsage, SCHEMA_VERSION};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Closed-loop maximum throughput.
+    Throughput,
+    /// Closed-loop probe, then open-loop runs at fractions of the slowest
+    /// server's maximum.
+    Latency,
+    /// Closed loop at 100, 1,000 and 10,000 connections.
+    Conns,
+    /// Closed loop at 64 B, 1 KiB, 16 KiB and 64 KiB messages.
+    Sizes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Layout {
+    /// Server pinned to core 0 with 1 worker; load generator pinned to core 1.
+    Pinned,
+    /// Server with 2 workers on all cores; load generator unpinned.
+    Shared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerName {
+    /// percore-echo (io_uring, thread per core, SO_REUSEPORT).
+    Percore,
+    /// tokio current-thread runtime per core, SO_REUSEPORT (epoll).
+    TokioTpc,
+    /// tokio multi-thread runtime, a task per connection (epoll).
+    TokioMt,
+    /// Blocking thread per connection.
+    Threads,
+}
+
+impl ServerName {
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerName::Percore => "percore",
+            ServerName::TokioTpc => "tokio-tpc",
+            ServerName::TokioMt => "tokio-mt",
+            ServerName::Threads => "threads",
+        }
+    }
+}
+
+/// What `compare` runs.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    pub scenarios: Vec<Scenario>,
+    pub servers: Vec<ServerName>,
+    pub layout: Layout,
+    pub reps: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub conns: usize,
+    pub size: usize,
+    /// Open-loop rates as fractions of the slowest server's maximum.
+    pub rate_fractions: Vec<f64>,
+    pub out: PathBuf,
+    pub percore_echo: PathBuf,
+    pub command: String,
+}
+
+impl Layout {
+    fn server_cores(self) -> Vec<usize> {
+        match self {
+            Layout::Pinned => vec![0],
+            Layout::Shared => vec![],
+        }
+    }
+    fn load_cores(self) -> Vec<usize> {
+        match self {
+            Layout::Pinned => vec![1],
+            Layout::Shared => vec![],
+        }
+    }
+    fn workers(self) -> usize {
+        match self {
+            Layout::Pinned => 1,
+            Layout::Shared => 2,
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Layout::Pinned => "pinned: server 1 worker on core 0, load on core 1",
+            Layout::Shared => "shared: server 2 workers on both cores, load unpinned",
+        }
+    }
+}
+
+fn spec(name: ServerName, cfg: &CompareConfig) -> io::Result<ServerSpec> {
+    let workers = cfg.layout.workers().to_string();
+    let listen = "127.0.0.1:0".to_string();
+    Ok(match name {
+        ServerName::Percore => ServerSpec {
+            name: name.label().into(),
+            program: cfg.percore_echo.clone(),
+            args: vec!["--listen".into(), listen, "--workers".into(), workers],
+        },
+        _ => ServerSpec {
+            name: name.label().into(),
+            program: std::env::current_exe()?,
+            args: vec![
+                "serve".into(),
+                name.label().into(),
+                "--listen".into(),
+                listen,
+                "--workers".into(),
+                workers,
+            ],
+        },
+    })
+}
+
+/// State of a comparison in progress.
+struct Runner<'a> {
+    cfg: &'a CompareConfig,
+    results: Results,
+    hists: HashMap<(String, String, String), Histogram<u64>>,
+    progress: Progress,
+}
+
+/// Runs the comparison; returns the results folder.
+pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
+    raise_fd_limit();
+    std::fs::create_dir_all(&cfg.out)
+        .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", cfg.out.display())))?;
+    if !cfg.percore_echo.exists() && cfg.servers.contains(&ServerName::Percore) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} not found: build it first (cargo build --release -p percore-echo) or pass --percore-echo",
+                cfg.percore_echo.display()
+            ),
+        ));
+    }
+    let total = planned_runs(cfg);
+    let mut r = Runner {
+        cfg,
+        results: Results {
+            schema_version: SCHEMA_VERSION,
+            started_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            kernel: kernel_release(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            command: cfg.command.clone(),
+            runs: Vec::new(),
+            summaries: Vec::new(),
+        },
+        hists: HashMap::new(),
+        progress: Progress::new(total),
+    };
+    eprintln!("bench-harness compare: layout {}; results in {}", cfg.layout.label(), cfg.out.display());
+    for &s in &cfg.scenarios {
+        match s {
+            Scenario::Throughput => r.closed_points("throughput", &[("max".into(), cfg.conns, cfg.size)])?,
+            Scenario::Latency => r.latency()?,
+            Scenario::Conns => {
+                let pts: Vec<_> = [100, 1_000, 10_000]
+                    .iter()
+                    .map(|&c| (format!("conns={c}"), c, cfg.size))
+                    .collect();
+                r.closed_points("conns", &pts)?
+            }
+            Scenario::Sizes => {
+                let pts: Vec<_> = [64, 1024, 16 * 1024, 64 * 1024]
+                    .iter()
+                    .map(|&b| (format!("size={b}"), cfg.conns, b))
+                    .collect();
+                r.closed_points("sizes", &pts)?
+            }
+        }
+    }
+    r.progress.finish();
+    r.results.summarize();
+    r.results.save(&cfg.out.join("results.json"))?;
+    report::print_tables(&r.results, cfg.layout.label());
+    plot::write_all(&r.results, &r.hists, &cfg.out)?;
+    Ok(cfg.out.clone())
+}
+
+fn planned_runs(cfg: &CompareConfig) -> usize {
+    let n = cfg.servers.len();
+    cfg.scenarios
+        .iter()
+        .map(|s| match s {
+            Scenario::Throughput => n * cfg.reps,
+            Scenario::Latency => n + n * cfg.reps * cfg.rate_fractions.len(),
+            Scenario::Conns => 3 * n * cfg.reps,
+            Scenario::Sizes => 4 * n * cfg.reps,
+        })
+        .sum()
+}
+
+impl Runner<'_> {
+    fn start_servers(&self) -> io::Result<Vec<Server>> {
+        self.cfg
+            .servers
+            .iter()
+            .map(|&n| Server::start(&spec(n, self.cfg)?, &self.cfg.layout.server_cores()))
+            .collect()
+    }
+
+    /// Servers in the order for repetition `rep`: rotated each time, so no
+    /// server always runs first (alternation shares machine drift).
+    fn order(n: usize, rep: usize) -> impl Iterator<Item = usize> {
+        (0..n).map(move |i| (i + rep) % n)
+    }
+
+    fn load_config(&self, server: &Server, mode: Mode, conns: usize, size: usize) -> LoadConfig {
+        let mut lc = LoadConfig::new(server.addr, mode);
+        lc.conns = conns;
+        lc.size = size;
+        lc.duration = self.cfg.duration;
+        lc.warmup = self.cfg.warmup;
+        lc.threads = 1;
+        lc.cores = self.cfg.layout.load_cores();
+        lc
+    }
+
+    /// One measured run: samples the server around the load, keeps the record
+    /// and the histogram.
+    fn measure(&mut self, scenario: &str, point: &str, server: &Server, rep: usize, lc: &LoadConfig) -> io::Result<RunRecord> {
+        self.progress.step(&format!("{scenario} {point} {} rep {}", server.name, rep + 1));
+        let before = server.sample()?;
+        let res = load::run(lc).map_err(|e| {
+            io::Error::new(e.kind(), format!("{scenario} {point} against {}: {e}", server.name))
+        })?;
+        let after = server.sample()?;
+        let measured = (res.report.throughput * res.report.duration_s) as u64;
+        // CPU is sampled over warm-up + window + drain; charge it to every
+        // message of the run, not just the window's.
+        let usage = ServerUsage::between(&before, &after, res.report.completed.max(measured));
+        let file = format!("{scenario}-{}-{}-r{}.hgrm", sanitize(point), server.name, rep + 1);
+        std::fs::write(self.cfg.out.join(&file), percentile_distribution(&res.latency))?;
+        self.hists
+            .entry((scenario.to_string(), point.to_string(), server.name.clone()))
+            .or_insert_with(new_histogram)
+            .add(&res.latency)
+            .expect("same bounds");
+        let rec = RunRecord {
+            scenario: scenario.into(),
+            point: point.into(),
+            server: server.name.clone(),
+            layout: format!("{:?}", self.cfg.layout).to_lowercase(),
+            repetition: rep + 1,
+            load: res.report,
+            server_usage: usage,
+            hgrm: Some(file),
+        };
+        if let Some(why) = &rec.load.invalid_reason {
+            self.progress.note(&format!("invalid run ({} {point}): {why}", server.name));
+        }
+        self.results.runs.push(rec.clone());
+        Ok(rec)
+    }
+
+    /// Closed-loop runs at each (point, conns, size), alternating servers.
+    fn closed_points(&mut self, scenario: &str, points: &[(String, usize, usize)]) -> io::Result<()> {
+        let servers = self.start_servers()?;
+        for (point, conns, size) in points {
+            for rep in 0..self.cfg.reps {
+                for i in Self::order(servers.len(), rep) {
+                    let lc = self.load_config(&servers[i], Mode::Closed { depth: 1 }, *conns, *size);
+                    self.measure(scenario, point, &servers[i], rep, &lc)?;
+                }
+            }
+        }
+        servers.into_iter().for_each(Server::stop);
+        Ok(())
+    }
+
+    /// Probe every server's maximum, then open-loop runs at the same
+    /// absolute rates for all: fractions of the slowest server's maximum.
+    fn latency(&mut self) -> io::Result<()> {
+        let servers = self.start_servers()?;
+        let mut slowest = f64::MAX;
+        for s in &servers {
+            let lc = self.load_config(s, Mode::Closed { depth: 1 }, self.cfg.conns, self.cfg.size);
+            let rec = self.measure("latency", "max", s, 0, &lc)?;
+            slowest = slowest.min(rec.load.throughput);
+        }
+        if !(slowest.is_finite() && slowest > 0.0) {
+            return Err(io::Error::other("no server reached any throughput in the probe"));
+        }
+        let cfg = self.cfg;
+        for rep in 0..cfg.reps {
+            for &f in &cfg.rate_fractions {
+                let rate = (slowest * f).round().max(1.0);
+                let point = format!("{:.0}% ({rate:.0}/s)", f * 100.0);
+                for i in Self::order(servers.len(), rep) {
+                    let lc = self.load_config(&servers[i], Mode::Open { rate }, self.cfg.conns, self.cfg.size);
+                    self.measure("latency", &point, &servers[i], rep, &lc)?;
+                }
+            }
+        }
+        servers.into_iter().for_each(Server::stop);
+        Ok(())
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '=' { c } else { '_' })
+        .collect::<String>()
+        .trim_matches('_')
+        .to_string()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The conns scenario needs ~2 fds per connection: raise the soft limit to
+/// the hard one (children inherit it).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out-pointer / in-pointer to a live rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The default results folder: `results/<unix time>` under the workspace.
+pub fn default_out(base: &Path) -> PathBuf {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    base.join(format!("results/{t}"))
+}

@@ -1,0 +1,173 @@
+//! Server child processes: start one pinned to a CPU set, wait until it
+//! listens, sample its CPU, memory and context switches from `/proc`, stop
+//! it by pid.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How to start one server implementation.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub name: String,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `spec` with its CPU affinity restricted to `cores` (empty: all)
+    /// and waits up to 10 s for its `listening on ADDR` line.
+    pub fn start(spec: &ServerSpec, cores: &[usize]) -> io::Result<Server> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args).stdout(Stdio::piped()).stderr(Stdio::null());
+        if !cores.is_empty() {
+            let cores = cores.to_vec();
+            // SAFETY: between fork and exec only sched_setaffinity runs, a
+            // plain syscall (async-signal-safe); the set lives on the stack.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for &c in &cores {
+                        libc::CPU_SET(c, &mut set);
+                    }
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("start {} ({}): {e}", spec.name, spec.program.display())))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{} did not report `listening on` within 10 s", spec.name),
+                ));
+            }
+        };
+        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let status = child.wait()?;
+            return Err(io::Error::other(format!(
+                "{} exited ({status}) or printed {line:?} instead of `listening on ADDR`",
+                spec.name
+            )));
+        };
+        Ok(Server {
+            name: spec.name.clone(),
+            addr,
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn sample(&self) -> io::Result<ProcSample> {
+        ProcSample::read(self.pid())
+    }
+
+    /// Stops the server (SIGKILL: a benchmark server has nothing to save).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Cumulative counters of a process, summed over its threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcSample {
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub voluntary_cs: u64,
+    pub involuntary_cs: u64,
+    pub rss_kb: u64,
+    pub peak_rss_kb: u64,
+}
+
+impl ProcSample {
+    pub fn read(pid: u32) -> io::Result<ProcSample> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the parenthesised command name (which may hold spaces).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // SAFETY: sysconf with a constant name.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // After ')': state is field 3 of stat(5), so utime (14) is index 11.
+        let mut s = ProcSample {
+            user_s: ticks(11) / hz,
+            sys_s: ticks(12) / hz,
+            ..ProcSample::default()
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        s.rss_kb = kb_field(&status, "VmRSS:");
+        s.peak_rss_kb = kb_field(&status, "VmHWM:");
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(st) = std::fs::read_to_string(t.path().join("status")) {
+                    s.voluntary_cs += kb_field(&st, "voluntary_ctxt_switches:");
+                    s.involuntary_cs += kb_field(&st, "nonvoluntary_ctxt_switches:");
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn kb_field(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        let s = ProcSample::read(std::process::id()).unwrap();
+        assert!(s.rss_kb > 0 && s.peak_rss_kb >= s.rss_kb, "{s:?}");
+        assert!(s.voluntary_cs + s.involuntary_cs > 0, "{s:?}");
+    }
+}

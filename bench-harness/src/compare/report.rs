@@ -1,0 +1,119 @@
+//! What a person reads: one table per scenario point, and a progress line.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use super::results::{Results, Stat};
+
+/// A one-line progress bar on stderr.
+#[derive(Debug)]
+pub struct Progress {
+    total: usize,
+    done: usize,
+    start: Instant,
+    tty: bool,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Progress {
+        Progress {
+            total: total.max(1),
+            done: 0,
+            start: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn step(&mut self, what: &str) {
+        self.done += 1;
+        let width = 24;
+        let filled = width * (self.done - 1) / self.total;
+        let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
+        let line = format!(
+            "[{bar}] {:>3}/{} {:>5.0}s  {what}",
+            self.done,
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+        let mut e = std::io::stderr();
+        if self.tty {
+            let _ = write!(e, "\r\x1b[K{line}");
+        } else {
+            let _ = writeln!(e, "{line}");
+        }
+        let _ = e.flush();
+    }
+
+    pub fn note(&self, msg: &str) {
+        let mut e = std::io::stderr();
+        if self.tty {
+            let _ = write!(e, "\r\x1b[K");
+        }
+        let _ = writeln!(e, "  note: {msg}");
+    }
+
+    pub fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+        eprintln!("done in {:.0} s", self.start.elapsed().as_secs_f64());
+    }
+}
+
+fn med_range(s: &Stat, scale: f64, prec: usize) -> String {
+    if s.min == s.max {
+        format!("{:.*}", prec, s.median * scale)
+    } else {
+        format!(
+            "{:.*} [{:.*}–{:.*}]",
+            prec,
+            s.median * scale,
+            prec,
+            s.min * scale,
+            prec,
+            s.max * scale
+        )
+    }
+}
+
+/// The tables, one per (scenario, point): median [min–max] over repetitions.
+pub fn print_tables(results: &Results, layout: &str) {
+    println!("\nlayout: {layout}; kernel {}, {} cores", results.kernel, results.cores);
+    let mut last = String::new();
+    for s in &results.summaries {
+        let key = format!("{} {}", s.scenario, s.point);
+        if key != last {
+            println!(
+                "\n== {} @ {} ({} run{} each; median [min–max])",
+                s.scenario,
+                s.point,
+                s.runs,
+                if s.runs == 1 { "" } else { "s" }
+            );
+            println!(
+                "{:<10} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}",
+                "server", "msg/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "usr µs/msg", "sys µs/msg", "peak RSS MiB"
+            );
+            last = key;
+        }
+        let mut flag = String::new();
+        if s.invalid_runs > 0 {
+            flag += &format!("  ({} invalid)", s.invalid_runs);
+        }
+        if s.generator_bound_runs > 0 {
+            flag += "  (generator-bound: a lower bound)";
+        }
+        println!(
+            "{:<10} {:>26} {:>16} {:>20} {:>22} {:>10.0} {:>10.2} {:>9.2} {:>12.1}{flag}",
+            s.server,
+            med_range(&s.throughput, 1.0, 0),
+            med_range(&s.p50_us, 1.0, 0),
+            med_range(&s.p99_us, 1.0, 0),
+            med_range(&s.p999_us, 1.0, 0),
+            s.max_us.median,
+            s.user_us_per_msg.median,
+            s.sys_us_per_msg.median,
+            s.peak_rss_kb.median / 1024.0,
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The `results.json` schema: every run with every field, plus the medians
+//! the tables show. Versioned; `Results::load` checks the version.
+
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::process::ProcSample;
+use crate::load::LoadReport;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A server's resource use over one measured window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerUsage {
+    pub user_us_per_msg: f64,
+    pub sys_us_per_msg: f64,
+    pub rss_kb: u64,
+    pub peak_rss_kb: u64,
+    pub voluntary_cs: u64,
+    pub involuntary_cs: u64,
+}
+
+impl ServerUsage {
+    /// The difference between two samples, per verified message.
+    pub fn between(before: &ProcSample, after: &ProcSample, messages: u64) -> ServerUsage {
+        let m = messages.max(1) as f64;
+        ServerUsage {
+            user_us_per_msg: (after.user_s - before.user_s).max(0.0) * 1e6 / m,
+            sys_us_per_msg: (after.sys_s - before.sys_s).max(0.0) * 1e6 / m,
+            rss_kb: after.rss_kb,
+            peak_rss_kb: after.peak_rss_kb,
+            voluntary_cs: after.voluntary_cs.saturating_sub(before.voluntary_cs),
+            involuntary_cs: after.involuntary_cs.saturating_sub(before.involuntary_cs),
+        }
+    }
+}
+
+/// One load run against one server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub scenario: String,
+    /// Which point of the scenario (e.g. "max", "50%", "conns=1000").
+    pub point: String,
+    pub server: String,
+    pub layout: String,
+    pub repetition: usize,
+    pub load: LoadReport,
+    pub server_usage: ServerUsage,
+    /// The latency histogram file, relative to the results folder.
+    pub hgrm: Option<String>,
+}
+
+/// Median and range of one metric over repetitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Stat {
+        if values.is_empty() {
+            return Stat::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 };
+        Stat {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// Medians of one (scenario, point, server) over its repetitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub point: String,
+    pub server: String,
+    pub runs: usize,
+    pub invalid_runs: usize,
+    /// Closed-loop runs whose generator was saturated (throughput is a lower bound).
+    pub generator_bound_runs: usize,
+    pub throughput: Stat,
+    pub p50_us: Stat,
+    pub p99_us: Stat,
+    pub p999_us: Stat,
+    pub max_us: Stat,
+    pub user_us_per_msg: Stat,
+    pub sys_us_per_msg: Stat,
+    pub peak_rss_kb: Stat,
+    pub voluntary_cs_per_kmsg: Stat,
+    pub involuntary_cs_per_kmsg: Stat,
+}
+
+impl Summary {
+    pub fn of(runs: &[&RunRecord]) -> Summary {
+        let f = |g: &dyn Fn(&RunRecord) -> f64| Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>());
+        let per_k = |cs: u64, r: &RunRecord| cs as f64 * 1000.0 / (r.load.throughput * r.load.duration_s).max(1.0);
+        Summary {
+            scenario: runs[0].scenario.clone(),
+            point: runs[0].point.clone(),
+            server: runs[0].server.clone(),
+            runs: runs.len(),
+            invalid_runs: runs.iter().filter(|r| !r.load.valid).count(),
+            generator_bound_runs: runs.iter().filter(|r| r.load.generator_bound).count(),
+            throughput: f(&|r| r.load.throughput),
+            p50_us: f(&|r| r.load.latency.p50 as f64),
+            p99_us: f(&|r| r.load.latency.p99 as f64),
+            p999_us: f(&|r| r.load.latency.p999 as f64),
+            max_us: f(&|r| r.load.latency.max as f64),
+            user_us_per_msg: f(&|r| r.server_usage.user_us_per_msg),
+            sys_us_per_msg: f(&|r| r.server_usage.sys_us_per_msg),
+            peak_rss_kb: f(&|r| r.server_usage.peak_rss_kb as f64),
+            voluntary_cs_per_kmsg: f(&|r| per_k(r.server_usage.voluntary_cs, r)),
+            involuntary_cs_per_kmsg: f(&|r| per_k(r.server_usage.involuntary_cs, r)),
+        }
+    }
+}
+
+/// Everything a `compare` run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    pub started_unix_s: u64,
+    pub kernel: String,
+    pub cores: usize,
+    pub command: String,
+    pub runs: Vec<RunRecord>,
+    pub summaries: Vec<Summary>,
+}
+
+impl Results {
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(path, json)
+    }
+
+    pub fn load(path: &Path) -> io::Result<Results> {
+        let text = std::fs::read_to_string(path)?;
+        let r: Results = serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        if r.schema_version != SCHEMA_VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: schema version {} (expected {SCHEMA_VERSION})", path.display(), r.schema_version),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// Recomputes the summaries from the runs, grouped in first-seen order.
+    pub fn summarize(&mut self) {
+        let mut keys: Vec<(String, String, String)> = Vec::new();
+        for r in &self.runs {
+            let k = (r.scenario.clone(), r.point.clone(), r.server.clone());
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        self.summaries = keys
+            .iter()
+            .map(|(s, p, v)| {
+                let runs: Vec<&RunRecord> = self
+                    .runs
+                    .iter()
+                    .filter(|r| &r.scenario == s && &r.point == p && &r.server == v)
+                    .collect();
+                Summary::of(&runs)
+            })
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_range() {
+        let s = Stat::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Stat::of(&[1.0, 2.0, 3.0, 10.0]).median, 2.5);
+    }
+}

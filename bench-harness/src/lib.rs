@@ -1,0 +1,15 @@
+//! bench-harness: the instrument behind every performance claim percore
+//! makes.
+//!
+//! - `load` — the echo load generator (open and closed loop, verified bytes,
+//!   coordinated-omission-free latency, self-monitoring).
+//! - `serve` — baseline echo servers (tokio multi-thread, tokio
+//!   thread-per-core, blocking threads).
+//! - `compare` — the comparison runner: servers as pinned child processes,
+//!   alternating runs, medians, results.json, .hgrm files and SVG plots.
+//! - `hist` — histogram helpers.
+
+pub mod compare;
+pub mod hist;
+pub mod load;
+pub mod serve;

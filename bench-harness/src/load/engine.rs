@@ -1,0 +1,162 @@
+//! One generator thread: its share of connections and of the rate.
+//!
+//! Open loop: this thread's message `j` is due at `j / rate` seconds after
+//! start and goes to connection `j mod conns`, whatever the server is doing;
+//! latency counts from that intended time, so a stalled server shows up in
+//! the tail instead of slowing the generator down (no coordinated omission).
+//! Closed loop: each connection keeps `depth` messages outstanding.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::conn::{Conn, ReadOutcome};
+use super::cpu::thread_cpu;
+use super::epoll::{tighten_timer_slack, Epoll};
+use super::{LoadConfig, Mode};
+use crate::hist::{new_histogram, record};
+
+/// What one thread measured.
+pub struct ThreadResult {
+    pub latency: Histogram<u64>,
+    pub send_lag: Histogram<u64>,
+    pub sent: u64,
+    pub completed: u64,
+    pub in_window: u64,
+    pub unanswered: u64,
+    pub cpu: Duration,
+    pub wall: Duration,
+}
+
+pub fn run_thread(cfg: &LoadConfig, mut conns: Vec<Conn>, start: Instant, rate: f64) -> io::Result<ThreadResult> {
+    tighten_timer_slack();
+    let mut ep = Epoll::new(conns.len() * 2)?;
+    for (i, c) in conns.iter().enumerate() {
+        ep.add(c.sock.as_raw_fd(), i as u64)?;
+    }
+    let size = cfg.size;
+    let warm_ns = cfg.warmup.as_nanos() as u64;
+    let end_ns = warm_ns + cfg.duration.as_nanos() as u64;
+    let drain_until = end_ns + cfg.drain.as_nanos() as u64;
+    let mut r = ThreadResult {
+        latency: new_histogram(),
+        send_lag: new_histogram(),
+        sent: 0,
+        completed: 0,
+        in_window: 0,
+        unanswered: 0,
+        cpu: Duration::ZERO,
+        wall: Duration::ZERO,
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let interval_ns = if rate > 0.0 { 1e9 / rate } else { 0.0 };
+    let mut next_msg: u64 = 0;
+    let mut dirty: Vec<usize> = Vec::with_capacity(conns.len());
+    let mut ready: Vec<(usize, u32)> = Vec::with_capacity(conns.len().max(16));
+    // CPU and wall time at the start of the measured window; taken once.
+    let mut window_start: Option<(Duration, Instant)> = None;
+    let mut window_measured = false;
+    let ns = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
+
+    if let Mode::Closed { depth } = cfg.mode {
+        let now = ns(Instant::now());
+        for c in conns.iter_mut() {
+            for _ in 0..depth {
+                c.enqueue(size, now);
+                r.sent += 1;
+            }
+            c.flush()?;
+        }
+    }
+
+    loop {
+        let now = ns(Instant::now());
+        if window_start.is_none() && now >= warm_ns {
+            window_start = Some((thread_cpu(), Instant::now()));
+        }
+        let outstanding: usize = if now >= end_ns { conns.iter().map(Conn::outstanding).sum() } else { 1 };
+        if now >= drain_until || (now >= end_ns && outstanding == 0) {
+            r.unanswered = conns.iter().map(|c| c.outstanding() as u64).sum();
+            break;
+        }
+        // Open loop: issue every message that is due, batching per connection.
+        if let Mode::Open { .. } = cfg.mode {
+            loop {
+                let due = (next_msg as f64 * interval_ns) as u64;
+                if due > now || due >= end_ns {
+                    break;
+                }
+                let ci = (next_msg % conns.len() as u64) as usize;
+                conns[ci].enqueue(size, due);
+                record(&mut r.send_lag, (now - due) / 1000);
+                r.sent += 1;
+                next_msg += 1;
+                if !dirty.contains(&ci) {
+                    dirty.push(ci);
+                }
+            }
+            for ci in dirty.drain(..) {
+                conns[ci].flush()?;
+            }
+        }
+        let timeout = match cfg.mode {
+            Mode::Open { .. } if now < end_ns => {
+                let due = ((next_msg as f64 * interval_ns) as u64).min(end_ns);
+                Duration::from_nanos(due.saturating_sub(ns(Instant::now())))
+            }
+            _ => Duration::from_millis(5),
+        };
+        let events = ep.wait(Some(timeout))?;
+        let now_t = Instant::now();
+        let now = ns(now_t);
+        // Copy out the ready list: handling needs `conns` mutably.
+        ready.clear();
+        ready.extend(events.iter().map(|e| (e.u64 as usize, e.events)));
+        for &(ci, ev) in &ready {
+            let c = &mut conns[ci];
+            if ev & libc::EPOLLOUT as u32 != 0 {
+                c.writable = true;
+                c.flush()?;
+            }
+            if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0 {
+                continue;
+            }
+            let mut finished = 0u64;
+            let outcome = c.read(&mut buf, size, |intended| {
+                finished += 1;
+                if intended >= warm_ns && intended < end_ns {
+                    record(&mut r.latency, now.saturating_sub(intended) / 1000);
+                    r.in_window += 1;
+                }
+            })?;
+            r.completed += finished;
+            if let Mode::Closed { .. } = cfg.mode {
+                if now < end_ns {
+                    for _ in 0..finished {
+                        c.enqueue(size, now);
+                        r.sent += 1;
+                    }
+                    c.flush()?;
+                }
+            }
+            if let ReadOutcome::Closed = outcome {
+                if c.outstanding() > 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("server closed connection {} with {} messages unanswered", c.id, c.outstanding()),
+                    ));
+                }
+            }
+        }
+        if now >= end_ns && !window_measured {
+            if let Some((cpu0, wall0)) = window_start {
+                r.cpu = thread_cpu().saturating_sub(cpu0);
+                r.wall = now_t.duration_since(wall0);
+            }
+            window_measured = true;
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,210 @@
+//! `bench-harness load`: a TCP echo load generator.
+//!
+//! - `engine` — one generator thread's loop (open and closed loop).
+//! - `conn` — a connection's send queue, pending messages, verification.
+//! - `payload` — the deterministic byte pattern.
+//! - `epoll` — epoll with nanosecond timeouts.
+//! - `cpu` — per-thread CPU time (is the generator the bottleneck?).
+
+mod conn;
+mod cpu;
+mod engine;
+mod epoll;
+pub mod payload;
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::hist::{new_histogram, Percentiles};
+use conn::Conn;
+
+/// How messages are paced.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Mode {
+    /// `depth` messages outstanding per connection, as fast as answered.
+    Closed { depth: usize },
+    /// `rate` messages per second in total, evenly spaced.
+    Open { rate: f64 },
+}
+
+/// A load run's parameters.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub addr: SocketAddr,
+    pub conns: usize,
+    pub size: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub threads: usize,
+    pub mode: Mode,
+    /// Cores to pin generator threads to (round-robin), if any.
+    pub cores: Vec<usize>,
+    /// How long to wait for outstanding echoes after the run.
+    pub drain: Duration,
+    /// Open loop: a send-lag p99 above this (µs) marks the run invalid.
+    pub lag_limit_us: u64,
+}
+
+impl LoadConfig {
+    pub fn new(addr: SocketAddr, mode: Mode) -> LoadConfig {
+        LoadConfig {
+            addr,
+            conns: 50,
+            size: 64,
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            threads: 1,
+            mode,
+            cores: Vec::new(),
+            drain: Duration::from_secs(2),
+            lag_limit_us: 1_000,
+        }
+    }
+}
+
+/// A load run's outcome (every field goes into results.json).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub mode: Mode,
+    pub conns: usize,
+    pub size: usize,
+    pub threads: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Messages sent (all phases).
+    pub sent: u64,
+    /// Messages echoed and verified (all phases).
+    pub completed: u64,
+    /// Messages whose echo never came back before the drain deadline.
+    pub unanswered: u64,
+    /// Verified messages per second over the measured window.
+    pub throughput: f64,
+    /// Round-trip latency in µs, from the intended send time.
+    pub latency: Percentiles,
+    /// Open loop: how late the generator issued messages, in µs.
+    pub send_lag: Percentiles,
+    /// Busiest generator thread's CPU share of the measured window.
+    pub gen_busy_max: f64,
+    /// Generator CPU µs per verified message.
+    pub gen_cpu_us_per_msg: f64,
+    /// Closed loop: a generator thread was ≥ 95% busy, so the throughput is
+    /// a lower bound of the server's maximum, not the maximum itself.
+    pub generator_bound: bool,
+    pub valid: bool,
+    pub invalid_reason: Option<String>,
+}
+
+/// A report and its latency histogram.
+#[derive(Debug)]
+pub struct LoadResult {
+    pub report: LoadReport,
+    pub latency: Histogram<u64>,
+}
+
+/// Runs the load. Connection failures and any echoed byte that differs from
+/// what was sent are errors.
+pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
+    if cfg.conns == 0 || cfg.size == 0 || cfg.threads == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "conns, size and threads must be at least 1"));
+    }
+    if let Mode::Open { rate } = cfg.mode {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "open-loop rate must be positive"));
+        }
+    }
+    let threads = cfg.threads.min(cfg.conns);
+    let depth = match cfg.mode {
+        Mode::Closed { depth } => depth.max(1),
+        Mode::Open { .. } => 1,
+    };
+    let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    for i in 0..cfg.conns {
+        let s = TcpStream::connect(cfg.addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("connect to {} (connection {i}): {e}", cfg.addr)))?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        shares[i % threads].push(Conn::new(i as u32, s, cfg.size, depth));
+    }
+    let start = Instant::now();
+    let per_thread_rate = match cfg.mode {
+        Mode::Open { rate } => rate / threads as f64,
+        Mode::Closed { .. } => 0.0,
+    };
+    let results: Vec<io::Result<engine::ThreadResult>> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(t, conns)| {
+                let core = (!cfg.cores.is_empty()).then(|| cfg.cores[t % cfg.cores.len()]);
+                s.spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                    }
+                    engine::run_thread(cfg, conns, start, per_thread_rate)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("generator thread panicked"))))
+            .collect()
+    });
+    let mut latency = new_histogram();
+    let mut lag = new_histogram();
+    let (mut sent, mut completed, mut in_window, mut unanswered) = (0, 0, 0, 0);
+    let (mut cpu, mut busy_max) = (Duration::ZERO, 0.0f64);
+    for r in results {
+        let r = r?;
+        latency.add(&r.latency).expect("same bounds");
+        lag.add(&r.send_lag).expect("same bounds");
+        sent += r.sent;
+        completed += r.completed;
+        in_window += r.in_window;
+        unanswered += r.unanswered;
+        cpu += r.cpu;
+        if !r.wall.is_zero() {
+            busy_max = busy_max.max(r.cpu.as_secs_f64() / r.wall.as_secs_f64());
+        }
+    }
+    let send_lag = Percentiles::of(&lag);
+    let mut invalid = Vec::new();
+    if unanswered > 0 {
+        invalid.push(format!("{unanswered} messages were never echoed"));
+    }
+    if let Mode::Open { .. } = cfg.mode {
+        if send_lag.p99 > cfg.lag_limit_us {
+            invalid.push(format!(
+                "generator fell behind: send lag p99 {} µs > {} µs",
+                send_lag.p99, cfg.lag_limit_us
+            ));
+        }
+        if busy_max >= 0.95 {
+            invalid.push(format!("generator saturated: a thread was {:.0}% busy", busy_max * 100.0));
+        }
+    }
+    let report = LoadReport {
+        mode: cfg.mode,
+        conns: cfg.conns,
+        size: cfg.size,
+        threads,
+        duration_s: cfg.duration.as_secs_f64(),
+        warmup_s: cfg.warmup.as_secs_f64(),
+        sent,
+        completed,
+        unanswered,
+        throughput: in_window as f64 / cfg.duration.as_secs_f64(),
+        latency: Percentiles::of(&latency),
+        send_lag,
+        gen_busy_max: busy_max,
+        gen_cpu_us_per_msg: if in_window > 0 { cpu.as_secs_f64() * 1e6 / in_window as f64 } else { 0.0 },
+        generator_bound: matches!(cfg.mode, Mode::Closed { .. }) && busy_max >= 0.95,
+        valid: invalid.is_empty(),
+        invalid_reason: (!invalid.is_empty()).then(|| invalid.join("; ")),
+    };
+    Ok(LoadResult { report, latency })
+}

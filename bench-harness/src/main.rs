@@ -1,0 +1,218 @@
+//! `bench-harness load | serve | compare`; see `--help` of each.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bench_harness::compare::{self, CompareConfig, Layout, Scenario, ServerName};
+use bench_harness::hist::percentile_distribution;
+use bench_harness::load::{self, LoadConfig, Mode};
+use bench_harness::serve::{self, ServerKind};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bench-harness", version, about = "Echo load generator, baseline servers and comparisons")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Drive an echo server with load and report latency and throughput.
+    Load(LoadArgs),
+    /// Run a baseline echo server until killed.
+    Serve(ServeArgs),
+    /// Compare servers: the main job (about 3 minutes with the defaults).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Echo server address (loopback only).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Connections.
+    #[arg(long, default_value_t = 50)]
+    conns: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Warm-up seconds before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Generator threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Closed loop: messages outstanding per connection.
+    #[arg(long, conflicts_with = "rate")]
+    depth: Option<usize>,
+    /// Open loop: messages per second in total.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Pin generator threads to these cores (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Write the latency histogram (percentile distribution) here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Which server.
+    #[arg(value_enum)]
+    kind: ServerKind,
+    /// Address to listen on (port 0 picks one; printed as `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Worker threads (ignored by `threads`).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Scenarios to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "latency")]
+    scenarios: Vec<Scenario>,
+    /// Servers to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "percore,tokio-tpc,tokio-mt,threads")]
+    servers: Vec<ServerName>,
+    /// CPU layout of server and load generator.
+    #[arg(long, value_enum, default_value = "pinned")]
+    layout: Layout,
+    /// Repetitions of every measured point (alternating servers).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 4.0)]
+    duration: f64,
+    /// Warm-up seconds per run.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Connections.
+    #[arg(long, default_value_t = 50)]
+    conns: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Open-loop rates as fractions of the slowest server's maximum.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
+    rates: Vec<f64>,
+    /// Results folder (default: results/<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The percore-echo binary (default: next to this one).
+    #[arg(long)]
+    percore_echo: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Load(a) => run_load(a),
+        Cmd::Serve(a) => serve::run(a.kind, a.listen, a.workers),
+        Cmd::Compare(a) => run_compare(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-harness: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn secs(v: f64, what: &str) -> io::Result<Duration> {
+    if !(v.is_finite() && v >= 0.0 && v <= 3600.0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--{what} must be between 0 and 3600 seconds, got {v}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn loopback_only(addr: SocketAddr) -> io::Result<()> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} is not a loopback address: bench-harness only targets this machine"),
+        ))
+    }
+}
+
+fn run_load(a: LoadArgs) -> io::Result<()> {
+    loopback_only(a.addr)?;
+    let mode = match (a.rate, a.depth) {
+        (Some(rate), _) => Mode::Open { rate },
+        (None, d) => Mode::Closed { depth: d.unwrap_or(1) },
+    };
+    let mut cfg = LoadConfig::new(a.addr, mode);
+    cfg.conns = a.conns;
+    cfg.size = a.size;
+    cfg.duration = secs(a.duration, "duration")?;
+    cfg.warmup = secs(a.warmup, "warmup")?;
+    cfg.threads = a.threads;
+    cfg.cores = a.cores;
+    let res = load::run(&cfg)?;
+    if let Some(p) = &a.hgrm {
+        std::fs::write(p, percentile_distribution(&res.latency))?;
+    }
+    let r = &res.report;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(r).map_err(io::Error::other)?);
+    } else {
+        let l = &r.latency;
+        println!(
+            "{:.0} msg/s verified; latency µs p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}; \
+             sent {} completed {} unanswered {}; generator busy {:.0}%, send lag p99 {} µs",
+            r.throughput, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, r.sent, r.completed, r.unanswered,
+            r.gen_busy_max * 100.0, r.send_lag.p99
+        );
+    }
+    match &r.invalid_reason {
+        Some(why) => Err(io::Error::other(format!("run invalid: {why}"))),
+        None => Ok(()),
+    }
+}
+
+fn run_compare(a: CompareArgs) -> io::Result<()> {
+    if a.reps == 0 || a.rates.iter().any(|f| !(*f > 0.0 && *f <= 2.0)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--reps must be at least 1 and --rates fractions in (0, 2]",
+        ));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    let workspace = std::env::current_dir()?;
+    let cfg = CompareConfig {
+        scenarios: a.scenarios,
+        servers: a.servers,
+        layout: a.layout,
+        reps: a.reps,
+        duration: secs(a.duration, "duration")?,
+        warmup: secs(a.warmup, "warmup")?,
+        conns: a.conns,
+        size: a.size,
+        rate_fractions: a.rates,
+        out: a.out.unwrap_or_else(|| compare::default_out(&workspace)),
+        percore_echo: a.percore_echo.unwrap_or_else(|| dir.join("percore-echo")),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let out = compare::run(&cfg)?;
+    println!("\nresults: {}", out.display());
+    Ok(())
+}
