@@ -54,10 +54,18 @@ impl Percentiles {
 /// the usual HdrHistogram plotters.
 pub fn percentile_distribution(h: &Histogram<u64>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     for v in h.iter_quantiles(5) {
         let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 { format!("{:.2}", 1.0 / (1.0 - q)) } else { "inf".to_string() };
+        let inv = if q < 1.0 {
+            format!("{:.2}", 1.0 / (1.0 - q))
+        } else {
+            "inf".to_string()
+        };
         let _ = writeln!(
             s,
             "{:>12.3} {:>2.12} {:>10} {:>14}",
@@ -73,7 +81,17 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
         h.mean(),
         h.stdev()
     );
-    let _ = writeln!(s, "#[Max     = {:>12.3}, Total count    = {:>12}]", h.max() as f64, h.len());
-    let _ = writeln!(s, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), h.distinct_values());
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64,
+        h.len()
+    );
+    let _ = writeln!(
+        s,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
     s
 }

@@ -13,7 +13,11 @@ use bench_harness::serve::{self, ServerKind};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-harness", version, about = "Echo load generator, baseline servers and comparisons")]
+#[command(
+    name = "bench-harness",
+    version,
+    about = "Echo load generator, baseline servers and comparisons"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -85,7 +89,12 @@ struct CompareArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "latency")]
     scenarios: Vec<Scenario>,
     /// Servers to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "percore,tokio-tpc,tokio-mt,threads")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "percore,tokio-tpc,tokio-mt,threads"
+    )]
     servers: Vec<ServerName>,
     /// CPU layout of server and load generator.
     #[arg(long, value_enum, default_value = "pinned")]
@@ -157,7 +166,9 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     loopback_only(a.addr)?;
     let mode = match (a.rate, a.depth) {
         (Some(rate), _) => Mode::Open { rate },
-        (None, d) => Mode::Closed { depth: d.unwrap_or(1) },
+        (None, d) => Mode::Closed {
+            depth: d.unwrap_or(1),
+        },
     };
     let mut cfg = LoadConfig::new(a.addr, mode);
     cfg.conns = a.conns;
@@ -172,14 +183,27 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     }
     let r = &res.report;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(r).map_err(io::Error::other)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(r).map_err(io::Error::other)?
+        );
     } else {
         let l = &r.latency;
         println!(
             "{:.0} msg/s verified; latency µs p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}; \
              sent {} completed {} unanswered {}; generator busy {:.0}%, send lag p99 {} µs",
-            r.throughput, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, r.sent, r.completed, r.unanswered,
-            r.gen_busy_max * 100.0, r.send_lag.p99
+            r.throughput,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.p9999,
+            l.max,
+            r.sent,
+            r.completed,
+            r.unanswered,
+            r.gen_busy_max * 100.0,
+            r.send_lag.p99
         );
     }
     match &r.invalid_reason {

@@ -168,7 +168,9 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
         cfg,
         results: Results {
             schema_version: SCHEMA_VERSION,
-            started_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            started_unix_s: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             kernel: kernel_release(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             command: cfg.command.clone(),
@@ -178,10 +180,16 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
         hists: HashMap::new(),
         progress: Progress::new(total),
     };
-    eprintln!("bench-harness compare: layout {}; results in {}", cfg.layout.label(), cfg.out.display());
+    eprintln!(
+        "bench-harness compare: layout {}; results in {}",
+        cfg.layout.label(),
+        cfg.out.display()
+    );
     for &s in &cfg.scenarios {
         match s {
-            Scenario::Throughput => r.closed_points("throughput", &[("max".into(), cfg.conns, cfg.size)])?,
+            Scenario::Throughput => {
+                r.closed_points("throughput", &[("max".into(), cfg.conns, cfg.size)])?
+            }
             Scenario::Latency => r.latency()?,
             Scenario::Conns => {
                 let pts: Vec<_> = [100, 1_000, 10_000]
@@ -248,19 +256,41 @@ impl Runner<'_> {
 
     /// One measured run: samples the server around the load, keeps the record
     /// and the histogram.
-    fn measure(&mut self, scenario: &str, point: &str, server: &Server, rep: usize, lc: &LoadConfig) -> io::Result<RunRecord> {
-        self.progress.step(&format!("{scenario} {point} {} rep {}", server.name, rep + 1));
+    fn measure(
+        &mut self,
+        scenario: &str,
+        point: &str,
+        server: &Server,
+        rep: usize,
+        lc: &LoadConfig,
+    ) -> io::Result<RunRecord> {
+        self.progress.step(&format!(
+            "{scenario} {point} {} rep {}",
+            server.name,
+            rep + 1
+        ));
         let before = server.sample()?;
         let res = load::run(lc).map_err(|e| {
-            io::Error::new(e.kind(), format!("{scenario} {point} against {}: {e}", server.name))
+            io::Error::new(
+                e.kind(),
+                format!("{scenario} {point} against {}: {e}", server.name),
+            )
         })?;
         let after = server.sample()?;
         let measured = (res.report.throughput * res.report.duration_s) as u64;
         // CPU is sampled over warm-up + window + drain; charge it to every
         // message of the run, not just the window's.
         let usage = ServerUsage::between(&before, &after, res.report.completed.max(measured));
-        let file = format!("{scenario}-{}-{}-r{}.hgrm", sanitize(point), server.name, rep + 1);
-        std::fs::write(self.cfg.out.join(&file), percentile_distribution(&res.latency))?;
+        let file = format!(
+            "{scenario}-{}-{}-r{}.hgrm",
+            sanitize(point),
+            server.name,
+            rep + 1
+        );
+        std::fs::write(
+            self.cfg.out.join(&file),
+            percentile_distribution(&res.latency),
+        )?;
         self.hists
             .entry((scenario.to_string(), point.to_string(), server.name.clone()))
             .or_insert_with(new_histogram)
@@ -277,19 +307,25 @@ impl Runner<'_> {
             hgrm: Some(file),
         };
         if let Some(why) = &rec.load.invalid_reason {
-            self.progress.note(&format!("invalid run ({} {point}): {why}", server.name));
+            self.progress
+                .note(&format!("invalid run ({} {point}): {why}", server.name));
         }
         self.results.runs.push(rec.clone());
         Ok(rec)
     }
 
     /// Closed-loop runs at each (point, conns, size), alternating servers.
-    fn closed_points(&mut self, scenario: &str, points: &[(String, usize, usize)]) -> io::Result<()> {
+    fn closed_points(
+        &mut self,
+        scenario: &str,
+        points: &[(String, usize, usize)],
+    ) -> io::Result<()> {
         let servers = self.start_servers()?;
         for (point, conns, size) in points {
             for rep in 0..self.cfg.reps {
                 for i in Self::order(servers.len(), rep) {
-                    let lc = self.load_config(&servers[i], Mode::Closed { depth: 1 }, *conns, *size);
+                    let lc =
+                        self.load_config(&servers[i], Mode::Closed { depth: 1 }, *conns, *size);
                     self.measure(scenario, point, &servers[i], rep, &lc)?;
                 }
             }
@@ -309,7 +345,9 @@ impl Runner<'_> {
             slowest = slowest.min(rec.load.throughput);
         }
         if !(slowest.is_finite() && slowest > 0.0) {
-            return Err(io::Error::other("no server reached any throughput in the probe"));
+            return Err(io::Error::other(
+                "no server reached any throughput in the probe",
+            ));
         }
         let cfg = self.cfg;
         for rep in 0..cfg.reps {
@@ -317,7 +355,12 @@ impl Runner<'_> {
                 let rate = (slowest * f).round().max(1.0);
                 let point = format!("{:.0}% ({rate:.0}/s)", f * 100.0);
                 for i in Self::order(servers.len(), rep) {
-                    let lc = self.load_config(&servers[i], Mode::Open { rate }, self.cfg.conns, self.cfg.size);
+                    let lc = self.load_config(
+                        &servers[i],
+                        Mode::Open { rate },
+                        self.cfg.conns,
+                        self.cfg.size,
+                    );
                     self.measure("latency", &point, &servers[i], rep, &lc)?;
                 }
             }
@@ -329,7 +372,13 @@ impl Runner<'_> {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '=' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '=' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect::<String>()
         .trim_matches('_')
         .to_string()
@@ -359,6 +408,8 @@ fn raise_fd_limit() {
 
 /// The default results folder: `results/<unix time>` under the workspace.
 pub fn default_out(base: &Path) -> PathBuf {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     base.join(format!("results/{t}"))
 }

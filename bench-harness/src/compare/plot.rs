@@ -16,7 +16,9 @@ const L: f64 = 70.0;
 const R: f64 = 150.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
-const COLORS: [&str; 6] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+const COLORS: [&str; 6] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
 
 struct Series {
     name: String,
@@ -25,7 +27,11 @@ struct Series {
 
 /// Writes `latency-<point>.svg` for every latency point and
 /// `throughput-p99.svg`; returns nothing but errors.
-pub fn write_all(results: &Results, hists: &HashMap<(String, String, String), Histogram<u64>>, out: &Path) -> io::Result<()> {
+pub fn write_all(
+    results: &Results,
+    hists: &HashMap<(String, String, String), Histogram<u64>>,
+    out: &Path,
+) -> io::Result<()> {
     let mut points: Vec<&str> = Vec::new();
     for s in &results.summaries {
         if s.scenario == "latency" && !points.contains(&s.point.as_str()) {
@@ -34,7 +40,11 @@ pub fn write_all(results: &Results, hists: &HashMap<(String, String, String), Hi
     }
     for point in points {
         let mut series = Vec::new();
-        for s in results.summaries.iter().filter(|s| s.scenario == "latency" && s.point == point) {
+        for s in results
+            .summaries
+            .iter()
+            .filter(|s| s.scenario == "latency" && s.point == point)
+        {
             if let Some(h) = hists.get(&(s.scenario.clone(), s.point.clone(), s.server.clone())) {
                 series.push(Series {
                     name: s.server.clone(),
@@ -54,7 +64,11 @@ pub fn write_all(results: &Results, hists: &HashMap<(String, String, String), Hi
     }
     // Throughput vs p99 over the open-loop points, one line per server.
     let mut by_server: Vec<Series> = Vec::new();
-    for s in results.summaries.iter().filter(|s| s.scenario == "latency" && s.point != "max") {
+    for s in results
+        .summaries
+        .iter()
+        .filter(|s| s.scenario == "latency" && s.point != "max")
+    {
         let p = (s.throughput.median, s.p99_us.median.max(1.0));
         match by_server.iter_mut().find(|x| x.name == s.server) {
             Some(x) => x.points.push(p),
@@ -65,7 +79,13 @@ pub fn write_all(results: &Results, hists: &HashMap<(String, String, String), Hi
         }
     }
     if !by_server.is_empty() {
-        let svg = chart("Throughput vs p99 (open loop)", "messages/s", "p99 (µs)", &by_server, false);
+        let svg = chart(
+            "Throughput vs p99 (open loop)",
+            "messages/s",
+            "p99 (µs)",
+            &by_server,
+            false,
+        );
         std::fs::write(out.join("throughput-p99.svg"), svg)?;
     }
     Ok(())
@@ -109,7 +129,10 @@ fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], percentile_
         x0 = 0.0;
         x1 *= 1.1;
     }
-    let (ly0, ly1) = (y0.max(1.0).log10().floor(), (y1.max(10.0).log10()).ceil().max(1.0));
+    let (ly0, ly1) = (
+        y0.max(1.0).log10().floor(),
+        (y1.max(10.0).log10()).ceil().max(1.0),
+    );
     let px = |x: f64| L + (x - x0) / (x1 - x0).max(1e-9) * (W - L - R);
     let py = |y: f64| H - B - (y.max(1.0).log10() - ly0) / (ly1 - ly0).max(1e-9) * (H - T - B);
     let mut s = String::new();
@@ -118,13 +141,28 @@ fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], percentile_
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, W / 2.0, esc(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+        W / 2.0,
+        esc(title)
+    );
     // Y grid: decades.
     let mut d = ly0;
     while d <= ly1 {
         let y = py(10f64.powf(d));
-        let _ = writeln!(s, r##"<line x1="{L}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/>"##, W - R);
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, L - 6.0, y + 4.0, fmt_num(10f64.powf(d)));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{L}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/>"##,
+            W - R
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            L - 6.0,
+            y + 4.0,
+            fmt_num(10f64.powf(d))
+        );
         d += 1.0;
     }
     // X ticks.
@@ -136,10 +174,24 @@ fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], percentile_
         } else {
             fmt_num(xv)
         };
-        let _ = writeln!(s, r##"<line x1="{x}" y1="{T}" x2="{x}" y2="{}" stroke="#eee"/>"##, H - B);
-        let _ = writeln!(s, r#"<text x="{x}" y="{}" text-anchor="middle">{label}</text>"#, H - B + 16.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x}" y1="{T}" x2="{x}" y2="{}" stroke="#eee"/>"##,
+            H - B
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{x}" y="{}" text-anchor="middle">{label}</text>"#,
+            H - B + 16.0
+        );
     }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, (L + W - R) / 2.0, H - 12.0, esc(xlabel));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        (L + W - R) / 2.0,
+        H - 12.0,
+        esc(xlabel)
+    );
     let _ = writeln!(
         s,
         r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
@@ -147,19 +199,48 @@ fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], percentile_
         (T + H - B) / 2.0,
         esc(ylabel)
     );
-    let _ = writeln!(s, r#"<rect x="{L}" y="{T}" width="{}" height="{}" fill="none" stroke="black"/>"#, W - L - R, H - T - B);
+    let _ = writeln!(
+        s,
+        r#"<rect x="{L}" y="{T}" width="{}" height="{}" fill="none" stroke="black"/>"#,
+        W - L - R,
+        H - T - B
+    );
     for (i, ser) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = ser.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-        let _ = writeln!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, pts.join(" "));
+        let pts: Vec<String> = ser
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
         for &(x, y) in &ser.points {
             if !percentile_x {
-                let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, px(x), py(y));
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#,
+                    px(x),
+                    py(y)
+                );
             }
         }
         let ly = T + 16.0 + i as f64 * 18.0;
-        let _ = writeln!(s, r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="3"/>"#, W - R + 12.0, W - R + 32.0);
-        let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, W - R + 38.0, ly + 4.0, esc(&ser.name));
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="3"/>"#,
+            W - R + 12.0,
+            W - R + 32.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{}</text>"#,
+            W - R + 38.0,
+            ly + 4.0,
+            esc(&ser.name)
+        );
     }
     s.push_str("</svg>\n");
     s
@@ -176,5 +257,7 @@ fn fmt_num(v: f64) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -33,7 +33,9 @@ impl Server {
     /// and waits up to 10 s for its `listening on ADDR` line.
     pub fn start(spec: &ServerSpec, cores: &[usize]) -> io::Result<Server> {
         let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.args(&spec.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         if !cores.is_empty() {
             let cores = cores.to_vec();
             // SAFETY: between fork and exec only sched_setaffinity runs, a
@@ -44,16 +46,20 @@ impl Server {
                     for &c in &cores {
                         libc::CPU_SET(c, &mut set);
                     }
-                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
                         return Err(io::Error::last_os_error());
                     }
                     Ok(())
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("start {} ({}): {e}", spec.name, spec.program.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("start {} ({}): {e}", spec.name, spec.program.display()),
+            )
+        })?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -72,7 +78,10 @@ impl Server {
                 ));
             }
         };
-        let addr = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok());
         let Some(addr) = addr else {
             let _ = child.kill();
             let status = child.wait()?;

@@ -28,7 +28,9 @@ impl Progress {
         self.done += 1;
         let width = 24;
         let filled = width * (self.done - 1) / self.total;
-        let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
+        let bar: String = (0..width)
+            .map(|i| if i < filled { '#' } else { '.' })
+            .collect();
         let line = format!(
             "[{bar}] {:>3}/{} {:>5.0}s  {what}",
             self.done,
@@ -78,7 +80,10 @@ fn med_range(s: &Stat, scale: f64, prec: usize) -> String {
 
 /// The tables, one per (scenario, point): median [min–max] over repetitions.
 pub fn print_tables(results: &Results, layout: &str) {
-    println!("\nlayout: {layout}; kernel {}, {} cores", results.kernel, results.cores);
+    println!(
+        "\nlayout: {layout}; kernel {}, {} cores",
+        results.kernel, results.cores
+    );
     let mut last = String::new();
     for s in &results.summaries {
         let key = format!("{} {}", s.scenario, s.point);
@@ -92,7 +97,15 @@ pub fn print_tables(results: &Results, layout: &str) {
             );
             println!(
                 "{:<10} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}",
-                "server", "msg/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "usr µs/msg", "sys µs/msg", "peak RSS MiB"
+                "server",
+                "msg/s",
+                "p50 µs",
+                "p99 µs",
+                "p99.9 µs",
+                "max µs",
+                "usr µs/msg",
+                "sys µs/msg",
+                "peak RSS MiB"
             );
             last = key;
         }

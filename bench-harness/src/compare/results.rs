@@ -68,7 +68,11 @@ impl Stat {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
         let mid = v.len() / 2;
-        let median = if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 };
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
         Stat {
             median,
             min: v[0],
@@ -101,8 +105,12 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(runs: &[&RunRecord]) -> Summary {
-        let f = |g: &dyn Fn(&RunRecord) -> f64| Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>());
-        let per_k = |cs: u64, r: &RunRecord| cs as f64 * 1000.0 / (r.load.throughput * r.load.duration_s).max(1.0);
+        let f = |g: &dyn Fn(&RunRecord) -> f64| {
+            Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>())
+        };
+        let per_k = |cs: u64, r: &RunRecord| {
+            cs as f64 * 1000.0 / (r.load.throughput * r.load.duration_s).max(1.0)
+        };
         Summary {
             scenario: runs[0].scenario.clone(),
             point: runs[0].point.clone(),
@@ -144,12 +152,20 @@ impl Results {
 
     pub fn load(path: &Path) -> io::Result<Results> {
         let text = std::fs::read_to_string(path)?;
-        let r: Results = serde_json::from_str(&text)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        let r: Results = serde_json::from_str(&text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         if r.schema_version != SCHEMA_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: schema version {} (expected {SCHEMA_VERSION})", path.display(), r.schema_version),
+                format!(
+                    "{}: schema version {} (expected {SCHEMA_VERSION})",
+                    path.display(),
+                    r.schema_version
+                ),
             ));
         }
         Ok(r)

@@ -60,7 +60,12 @@ impl Conn {
     pub fn flush(&mut self) -> io::Result<()> {
         while self.writable && self.tx_pos < self.tx.len() {
             match (&self.sock).write(&self.tx[self.tx_pos..]) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "server stopped reading")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "server stopped reading",
+                    ))
+                }
                 Ok(n) => self.tx_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -76,7 +81,12 @@ impl Conn {
 
     /// Reads everything available, verifying each byte; calls `done` with
     /// the intended time of each completed message.
-    pub fn read(&mut self, buf: &mut [u8], size: usize, mut done: impl FnMut(u64)) -> io::Result<ReadOutcome> {
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        size: usize,
+        mut done: impl FnMut(u64),
+    ) -> io::Result<ReadOutcome> {
         loop {
             let n = match (&self.sock).read(buf) {
                 Ok(0) => return Ok(ReadOutcome::Closed),

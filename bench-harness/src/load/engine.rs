@@ -30,7 +30,12 @@ pub struct ThreadResult {
     pub wall: Duration,
 }
 
-pub fn run_thread(cfg: &LoadConfig, mut conns: Vec<Conn>, start: Instant, rate: f64) -> io::Result<ThreadResult> {
+pub fn run_thread(
+    cfg: &LoadConfig,
+    mut conns: Vec<Conn>,
+    start: Instant,
+    rate: f64,
+) -> io::Result<ThreadResult> {
     tighten_timer_slack();
     let mut ep = Epoll::new(conns.len() * 2)?;
     for (i, c) in conns.iter().enumerate() {
@@ -76,7 +81,11 @@ pub fn run_thread(cfg: &LoadConfig, mut conns: Vec<Conn>, start: Instant, rate: 
         if window_start.is_none() && now >= warm_ns {
             window_start = Some((thread_cpu(), Instant::now()));
         }
-        let outstanding: usize = if now >= end_ns { conns.iter().map(Conn::outstanding).sum() } else { 1 };
+        let outstanding: usize = if now >= end_ns {
+            conns.iter().map(Conn::outstanding).sum()
+        } else {
+            1
+        };
         if now >= drain_until || (now >= end_ns && outstanding == 0) {
             r.unanswered = conns.iter().map(|c| c.outstanding() as u64).sum();
             break;
@@ -120,7 +129,8 @@ pub fn run_thread(cfg: &LoadConfig, mut conns: Vec<Conn>, start: Instant, rate: 
                 c.writable = true;
                 c.flush()?;
             }
-            if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0 {
+            if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0
+            {
                 continue;
             }
             let mut finished = 0u64;
@@ -145,7 +155,11 @@ pub fn run_thread(cfg: &LoadConfig, mut conns: Vec<Conn>, start: Instant, rate: 
                 if c.outstanding() > 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("server closed connection {} with {} messages unanswered", c.id, c.outstanding()),
+                        format!(
+                            "server closed connection {} with {} messages unanswered",
+                            c.id,
+                            c.outstanding()
+                        ),
                     ));
                 }
             }

@@ -44,7 +44,9 @@ impl Epoll {
             tv_sec: t.as_secs() as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
         });
-        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: the events buffer has `len` valid slots; `tsp` is null or
         // points to a live timespec. epoll_pwait2 is issued via syscall(2)
         // because older libcs lack a wrapper.

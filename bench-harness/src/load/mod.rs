@@ -110,11 +110,17 @@ pub struct LoadResult {
 /// what was sent are errors.
 pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
     if cfg.conns == 0 || cfg.size == 0 || cfg.threads == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "conns, size and threads must be at least 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "conns, size and threads must be at least 1",
+        ));
     }
     if let Mode::Open { rate } = cfg.mode {
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "open-loop rate must be positive"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "open-loop rate must be positive",
+            ));
         }
     }
     let threads = cfg.threads.min(cfg.conns);
@@ -124,8 +130,12 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
     };
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for i in 0..cfg.conns {
-        let s = TcpStream::connect(cfg.addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("connect to {} (connection {i}): {e}", cfg.addr)))?;
+        let s = TcpStream::connect(cfg.addr).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("connect to {} (connection {i}): {e}", cfg.addr),
+            )
+        })?;
         s.set_nodelay(true)?;
         s.set_nonblocking(true)?;
         shares[i % threads].push(Conn::new(i as u32, s, cfg.size, depth));
@@ -151,7 +161,10 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("generator thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("generator thread panicked")))
+            })
             .collect()
     });
     let mut latency = new_histogram();
@@ -184,7 +197,10 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
             ));
         }
         if busy_max >= 0.95 {
-            invalid.push(format!("generator saturated: a thread was {:.0}% busy", busy_max * 100.0));
+            invalid.push(format!(
+                "generator saturated: a thread was {:.0}% busy",
+                busy_max * 100.0
+            ));
         }
     }
     let report = LoadReport {
@@ -201,7 +217,11 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
         latency: Percentiles::of(&latency),
         send_lag,
         gen_busy_max: busy_max,
-        gen_cpu_us_per_msg: if in_window > 0 { cpu.as_secs_f64() * 1e6 / in_window as f64 } else { 0.0 },
+        gen_cpu_us_per_msg: if in_window > 0 {
+            cpu.as_secs_f64() * 1e6 / in_window as f64
+        } else {
+            0.0
+        },
         generator_bound: matches!(cfg.mode, Mode::Closed { .. }) && busy_max >= 0.95,
         valid: invalid.is_empty(),
         invalid_reason: (!invalid.is_empty()).then(|| invalid.join("; ")),

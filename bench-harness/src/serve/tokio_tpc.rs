@@ -38,7 +38,9 @@ pub fn run(listen: SocketAddr, workers: usize) -> io::Result<()> {
 }
 
 fn serve(std: std::net::TcpListener) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         std.set_nonblocking(true)?;

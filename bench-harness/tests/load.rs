@@ -1,0 +1,266 @@
+//! The load generator against in-process echo servers that count, stall or
+//! corrupt, and `compare` end to end.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bench_harness::compare::results::{Results, RunRecord, ServerUsage, SCHEMA_VERSION};
+use bench_harness::load::{self, LoadConfig, Mode};
+
+/// Load runs measure time: run them one at a time, not in parallel threads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the test server does besides echoing.
+#[derive(Default)]
+struct Faults {
+    /// Every handler sleeps while `Instant::now()` is before this.
+    stall_until: Mutex<Option<Instant>>,
+    /// Flip one byte once, then echo faithfully.
+    corrupt_once: AtomicBool,
+    echoed: AtomicU64,
+}
+
+/// A blocking thread-per-connection echo server; returns its address.
+fn echo_server(f: Arc<Faults>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let f = f.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let until = *f.stall_until.lock().unwrap();
+                    if let Some(t) = until {
+                        let now = Instant::now();
+                        if now < t {
+                            std::thread::sleep(t - now);
+                        }
+                    }
+                    if f.corrupt_once.swap(false, SeqCst) {
+                        buf[n / 2] ^= 0x5a;
+                    }
+                    f.echoed.fetch_add(n as u64, SeqCst);
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn cfg(addr: SocketAddr, mode: Mode, secs: f64) -> LoadConfig {
+    let mut c = LoadConfig::new(addr, mode);
+    c.conns = 4;
+    c.size = 100;
+    c.duration = Duration::from_secs_f64(secs);
+    c.warmup = Duration::from_millis(200);
+    c
+}
+
+#[test]
+fn closed_loop_counts_exactly_what_was_sent_and_verified() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f.clone());
+    let r = load::run(&cfg(addr, Mode::Closed { depth: 4 }, 1.0))
+        .unwrap()
+        .report;
+    assert!(r.completed > 100, "{r:?}");
+    assert_eq!(
+        r.sent, r.completed,
+        "every message sent was echoed and verified"
+    );
+    assert_eq!(r.unanswered, 0);
+    assert_eq!(
+        f.echoed.load(SeqCst),
+        r.completed * 100,
+        "server echoed exactly those bytes"
+    );
+    assert!(r.latency.count > 0 && r.latency.count <= r.completed);
+    assert!(r.valid, "{r:?}");
+}
+
+#[test]
+fn open_loop_sends_exactly_the_rate() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f.clone());
+    let r = load::run(&cfg(addr, Mode::Open { rate: 2000.0 }, 1.0))
+        .unwrap()
+        .report;
+    // 1.2 s (warm-up + window) at 2,000/s.
+    assert!((2399..=2401).contains(&r.sent), "sent {}", r.sent);
+    assert_eq!(r.completed, r.sent);
+    assert_eq!(f.echoed.load(SeqCst), r.sent * 100);
+    assert!((r.throughput - 2000.0).abs() < 20.0, "{}", r.throughput);
+    // Not asserting `valid`: on a loaded 2-core machine the generator can be
+    // descheduled, and then it rightly marks its own run invalid.
+}
+
+#[test]
+fn a_200ms_stall_shows_in_the_open_loop_tail_and_loses_nothing() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f.clone());
+    let stall = f.clone();
+    std::thread::spawn(move || {
+        // Mid-window: warm-up 0.2 s, stall from 0.7 s to 0.9 s.
+        std::thread::sleep(Duration::from_millis(700));
+        *stall.stall_until.lock().unwrap() = Some(Instant::now() + Duration::from_millis(200));
+    });
+    let r = load::run(&cfg(addr, Mode::Open { rate: 2000.0 }, 1.5))
+        .unwrap()
+        .report;
+    assert_eq!(
+        r.unanswered, 0,
+        "a stall delays messages; it must not lose them"
+    );
+    assert_eq!(r.completed, r.sent);
+    // Messages intended during the stall waited up to its whole length, and
+    // the stall covers ~13% of the window: the tail must show it.
+    assert!(r.latency.max >= 180_000, "max {} µs", r.latency.max);
+    assert!(r.latency.p999 >= 150_000, "p99.9 {} µs", r.latency.p999);
+    assert!(r.latency.p99 >= 100_000, "p99 {} µs", r.latency.p99);
+    assert!(
+        r.latency.p50 < 50_000,
+        "the median stays low: p50 {} µs",
+        r.latency.p50
+    );
+}
+
+#[test]
+fn one_corrupted_byte_fails_the_run_with_a_clear_error() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f.clone());
+    f.corrupt_once.store(true, SeqCst);
+    let e = load::run(&cfg(addr, Mode::Closed { depth: 1 }, 0.5)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("echo mismatch on connection"), "{e}");
+}
+
+#[test]
+fn a_refused_connection_is_a_clear_error() {
+    let _serial = serial();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let e = load::run(&cfg(addr, Mode::Closed { depth: 1 }, 0.2)).unwrap_err();
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
+}
+
+#[test]
+fn results_json_round_trips_through_its_schema() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f);
+    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
+        .unwrap()
+        .report;
+    let mut results = Results {
+        schema_version: SCHEMA_VERSION,
+        started_unix_s: 1,
+        kernel: "test".into(),
+        cores: 2,
+        command: "bench-harness compare".into(),
+        runs: vec![RunRecord {
+            scenario: "latency".into(),
+            point: "50% (500/s)".into(),
+            server: "test".into(),
+            layout: "pinned".into(),
+            repetition: 1,
+            load: report,
+            server_usage: ServerUsage::default(),
+            hgrm: Some("x.hgrm".into()),
+        }],
+        summaries: Vec::new(),
+    };
+    results.summarize();
+    assert_eq!(results.summaries.len(), 1);
+    let dir = std::env::temp_dir().join(format!("bh-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("results.json");
+    results.save(&p).unwrap();
+    assert_eq!(Results::load(&p).unwrap(), results);
+    // A file of another schema version is refused, not misread.
+    let text = std::fs::read_to_string(&p).unwrap().replacen(
+        &format!("\"schema_version\": {SCHEMA_VERSION}"),
+        "\"schema_version\": 999",
+        1,
+    );
+    std::fs::write(&p, text).unwrap();
+    assert!(Results::load(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("schema version 999"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn compare_runs_end_to_end_and_writes_its_outputs() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let echo = std::path::Path::new(exe).with_file_name("percore-echo");
+    let servers = if echo.exists() {
+        "percore,tokio-tpc,tokio-mt,threads"
+    } else {
+        "tokio-tpc,tokio-mt,threads"
+    };
+    let dir = std::env::temp_dir().join(format!("bh-cmp-{}", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .args([
+            "compare",
+            "--servers",
+            servers,
+            "--reps",
+            "1",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+        ])
+        .args(["--conns", "8", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Results::load(&dir.join("results.json")).unwrap();
+    let n = servers.split(',').count();
+    assert_eq!(r.runs.len(), n + 2 * n, "a probe and two rates per server");
+    for s in servers.split(',') {
+        assert!(stdout.contains(s), "table row for {s}:\n{stdout}");
+    }
+    for run in &r.runs {
+        assert!(dir.join(run.hgrm.as_ref().unwrap()).exists());
+        assert!(run.server_usage.peak_rss_kb > 0, "{run:?}");
+    }
+    assert!(dir.join("throughput-p99.svg").exists());
+    assert!(std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("latency-")));
+    let _ = std::fs::remove_dir_all(dir);
+}
