@@ -62,6 +62,10 @@ struct LoadArgs {
     /// Pin generator threads to these cores (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    /// Open loop: poll instead of sleeping when the next message is due
+    /// within this many µs (only with a core of the generator's own).
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Write the latency histogram (percentile distribution) here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
@@ -177,6 +181,7 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     cfg.warmup = secs(a.warmup, "warmup")?;
     cfg.threads = a.threads;
     cfg.cores = a.cores;
+    cfg.spin_us = a.spin_us;
     let res = load::run(&cfg)?;
     if let Some(p) = &a.hgrm {
         std::fs::write(p, percentile_distribution(&res.latency))?;

@@ -251,6 +251,10 @@ impl Runner<'_> {
         lc.warmup = self.cfg.warmup;
         lc.threads = 1;
         lc.cores = self.cfg.layout.load_cores();
+        // Pinned: the generator owns core 1, so it may poll between messages.
+        if self.cfg.layout == Layout::Pinned {
+            lc.spin_us = 50;
+        }
         lc
     }
 
