@@ -146,7 +146,7 @@ fn main() -> ExitCode {
 }
 
 fn secs(v: f64, what: &str) -> io::Result<Duration> {
-    if !(v.is_finite() && v >= 0.0 && v <= 3600.0) {
+    if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("--{what} must be between 0 and 3600 seconds, got {v}"),
