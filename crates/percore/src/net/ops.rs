@@ -46,7 +46,7 @@ pub(crate) async fn accept(fd: RawFd) -> io::Result<(OwnedFd, Box<RawAddr>)> {
                 (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
                 &mut addr.len,
             )
-            .flags(libc::SOCK_CLOEXEC)
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build()
         },
     );

@@ -49,10 +49,10 @@ impl TcpStream {
         Ok(TcpStream { fd })
     }
 
-    /// Adopts a connected std stream (switched to blocking mode: the ring
-    /// waits for readiness itself).
+    /// Adopts a connected std stream (switched to non-blocking mode, as all
+    /// percore sockets are).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        stream.set_nonblocking(false)?;
+        stream.set_nonblocking(true)?;
         Ok(TcpStream { fd: stream.into() })
     }
 
