@@ -29,6 +29,7 @@ pub mod time;
 
 pub use driver::buf::{IoBuf, IoBufMut, Slice};
 pub use driver::uring::{RingFeatures, RingSetup};
+pub use driver::Driver;
 pub use net::ops::nop;
 pub use runtime::{Builder, Runtime, WorkerInfo};
 pub use task::{spawn, spawn_local, yield_now, JoinError, JoinHandle, YieldNow};

@@ -1,9 +1,128 @@
-//! Drivers: what submits I/O to the kernel and parks the worker.
+//! Drivers: what performs I/O and parks the worker.
 //!
 //! - `buf` — owned buffer traits ([`IoBuf`], [`IoBufMut`], [`Slice`]).
-//! - `op` — the op lifecycle future shared by every operation.
-//! - `uring` — the io_uring driver (ring setup, slots, submit, reap, park).
+//! - `op` — the io_uring op lifecycle future.
+//! - `uring` — the io_uring driver (proactor: submit, reap completions).
+//! - `epoll` — the epoll driver (reactor: readiness + non-blocking calls).
+//!
+//! Each worker owns one [`IoDriver`]; this file is the one place that
+//! chooses between the backends.
 
 pub(crate) mod buf;
+pub(crate) mod epoll;
 pub(crate) mod op;
 pub(crate) mod uring;
+
+use std::io;
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::metrics::WorkerMetrics;
+use op::OpData;
+
+/// Which I/O driver a runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Driver {
+    /// io_uring if it can be set up, else epoll (logging why, once).
+    #[default]
+    Auto,
+    /// io_uring or fail with the reason and the fix.
+    IoUring,
+    /// epoll: readiness plus non-blocking syscalls.
+    Epoll,
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Driver::Auto => "auto",
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        })
+    }
+}
+
+/// A worker's driver.
+pub(crate) enum IoDriver {
+    Uring(uring::Driver),
+    Epoll(epoll::Driver),
+}
+
+impl IoDriver {
+    pub(crate) fn kind(&self) -> Driver {
+        match self {
+            IoDriver::Uring(_) => Driver::IoUring,
+            IoDriver::Epoll(_) => Driver::Epoll,
+        }
+    }
+
+    pub(crate) fn uring(&mut self) -> &mut uring::Driver {
+        match self {
+            IoDriver::Uring(d) => d,
+            IoDriver::Epoll(_) => unreachable!("io_uring op on an epoll worker"),
+        }
+    }
+
+    pub(crate) fn epoll(&mut self) -> Option<&mut epoll::Driver> {
+        match self {
+            IoDriver::Epoll(d) => Some(d),
+            IoDriver::Uring(_) => None,
+        }
+    }
+
+    /// Submits / collects without waiting.
+    pub(crate) fn submit_and_reap(&mut self, m: &WorkerMetrics) -> io::Result<()> {
+        match self {
+            IoDriver::Uring(d) => d.submit_and_reap(m),
+            IoDriver::Epoll(d) => d.submit_and_reap(m),
+        }
+    }
+
+    /// Waits for I/O, a remote unpark, or `timeout`.
+    pub(crate) fn park(&mut self, timeout: Option<Duration>, m: &WorkerMetrics) -> io::Result<()> {
+        match self {
+            IoDriver::Uring(d) => d.park(timeout, m),
+            IoDriver::Epoll(d) => d.park(timeout, m),
+        }
+    }
+
+    /// Shutdown drain: waits for in-flight kernel work (io_uring only).
+    pub(crate) fn wait(&mut self, timeout: Duration, m: &WorkerMetrics) -> io::Result<()> {
+        match self {
+            IoDriver::Uring(d) => d.wait(timeout, m),
+            IoDriver::Epoll(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn cancel_all(&mut self, m: &WorkerMetrics) {
+        if let IoDriver::Uring(d) = self {
+            d.cancel_all(m);
+        }
+    }
+
+    /// Operations the kernel still owns (io_uring only; epoll has none).
+    pub(crate) fn in_flight(&self) -> usize {
+        match self {
+            IoDriver::Uring(d) => d.in_flight(),
+            IoDriver::Epoll(_) => 0,
+        }
+    }
+
+    pub(crate) fn take_ready(
+        &mut self,
+        wakers: &mut Vec<Waker>,
+        dead: &mut Vec<(Box<dyn OpData>, i32)>,
+    ) {
+        match self {
+            IoDriver::Uring(d) => d.take_ready(wakers, dead),
+            IoDriver::Epoll(d) => d.take_ready(wakers),
+        }
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        match self {
+            IoDriver::Uring(d) => d.has_ready(),
+            IoDriver::Epoll(d) => d.has_ready(),
+        }
+    }
+}

@@ -77,7 +77,7 @@ impl<T: OpData + Unpin> Future for Op<T> {
                 let mut driver = w.driver.borrow_mut();
                 // SAFETY: the SQE points into `this.data`, which stays in this
                 // Op until the final CQE or is handed to the driver on drop.
-                let slot = unsafe { driver.start(entry, cx.waker().clone(), &w.metrics) };
+                let slot = unsafe { driver.uring().start(entry, cx.waker().clone(), &w.metrics) };
                 this.state = State::InFlight { slot, worker: w.id };
                 Poll::Pending
             }
@@ -86,7 +86,7 @@ impl<T: OpData + Unpin> Future for Op<T> {
                     worker, w.id,
                     "a percore I/O future was moved to another worker while its operation was in flight"
                 );
-                w.driver.borrow_mut().poll_op(slot, cx.waker())
+                w.driver.borrow_mut().uring().poll_op(slot, cx.waker())
             }
             State::Finished => panic!("a percore I/O future was polled after it completed"),
         });
@@ -118,7 +118,7 @@ impl<T: OpData> Drop for Op<T> {
                 return None;
             }
             let mut driver = w.driver.try_borrow_mut().ok()?;
-            driver.orphan(slot, data.take()?, &w.metrics)
+            driver.uring().orphan(slot, data.take()?, &w.metrics)
         })
         .flatten();
         if let Some((data, res)) = back {

@@ -1,119 +1,71 @@
-//! The socket operations as io_uring ops. Each `*Data` type owns what its
-//! SQE points at (see `driver/op.rs` for the ownership rule).
+//! The socket operations, dispatched to the current worker's driver:
+//! io_uring ops (`driver/uring/ops.rs`) or epoll readiness loops
+//! (`driver/epoll/ops.rs`). Same semantics to the caller on both.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-use io_uring::{opcode, types};
+use std::os::fd::OwnedFd;
 
 use crate::driver::buf::{IoBuf, IoBufMut};
-use crate::driver::op::{Op, OpData};
+use crate::driver::{epoll, uring, Driver};
 use crate::net::sockaddr::RawAddr;
+use crate::net::socket::Socket;
+use crate::runtime::context;
 
-/// Converts a CQE result into `io::Result`.
-pub(crate) fn cqe_result(res: i32) -> io::Result<u32> {
-    if res < 0 {
-        Err(io::Error::from_raw_os_error(-res))
-    } else {
-        Ok(res as u32)
+fn current() -> Driver {
+    context::with_worker(|w| w.driver.borrow().kind())
+        .expect("percore I/O must run on a percore worker: use Runtime::block_on or spawn a task")
+}
+
+pub(crate) async fn accept(sock: &Socket) -> io::Result<(OwnedFd, Box<RawAddr>)> {
+    match current() {
+        Driver::Epoll => epoll::ops::accept(sock).await,
+        _ => uring::ops::accept(sock.raw()).await,
     }
 }
 
-pub(crate) struct AcceptData {
-    addr: Box<RawAddr>,
-}
-
-impl OpData for AcceptData {
-    /// The connection was accepted after its future was dropped: close it,
-    /// or the fd would leak (PITFALLS 2).
-    fn orphaned(self: Box<Self>, res: i32) {
-        if res >= 0 {
-            // SAFETY: a successful accept CQE carries a new fd nobody owns.
-            drop(unsafe { OwnedFd::from_raw_fd(res) });
+/// Connects `sock` (consumed: on failure it is closed).
+pub(crate) async fn connect(sock: Socket, addr: Box<RawAddr>) -> io::Result<Socket> {
+    match current() {
+        Driver::Epoll => epoll::ops::connect(&sock, &addr).await.map(|()| sock),
+        _ => {
+            let token = sock.token();
+            let fd = into_fd(sock);
+            let fd = uring::ops::connect(fd, addr).await?;
+            let s = Socket::new(fd);
+            s.set_token(token);
+            Ok(s)
         }
     }
 }
 
-pub(crate) async fn accept(fd: RawFd) -> io::Result<(OwnedFd, Box<RawAddr>)> {
-    let op = Op::new(
-        AcceptData {
-            addr: RawAddr::empty(),
-        },
-        |d| {
-            let addr = &mut *d.addr;
-            opcode::Accept::new(
-                types::Fd(fd),
-                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
-                &mut addr.len,
-            )
-            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-            .build()
-        },
-    );
-    let c = op.await;
-    let n = cqe_result(c.res)?;
-    // SAFETY: a successful accept CQE carries a new fd nobody owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(n as RawFd) };
-    Ok((fd, c.data.addr))
+fn into_fd(sock: Socket) -> OwnedFd {
+    // A fresh socket has no epoll registration to forget.
+    debug_assert_eq!(sock.token(), 0);
+    sock.into_owned()
 }
 
-pub(crate) struct ConnectData {
-    socket: OwnedFd,
-    addr: Box<RawAddr>,
+pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
+    match current() {
+        Driver::Epoll => epoll::ops::recv(sock, buf).await,
+        _ => uring::ops::recv(sock.raw(), buf).await,
+    }
 }
 
-/// Dropping the resources closes the socket, after the final CQE.
-impl OpData for ConnectData {}
-
-pub(crate) async fn connect(socket: OwnedFd, addr: Box<RawAddr>) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let op = Op::new(ConnectData { socket, addr }, |d| {
-        opcode::Connect::new(types::Fd(d.socket.as_raw_fd()), d.addr.ptr(), d.addr.len).build()
-    });
-    let c = op.await;
-    cqe_result(c.res)?;
-    Ok(c.data.socket)
+pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
+    match current() {
+        Driver::Epoll => epoll::ops::send(sock, buf).await,
+        _ => uring::ops::send(sock.raw(), buf).await,
+    }
 }
 
-pub(crate) struct BufData<B>(pub(crate) B);
-
-impl<B: 'static> OpData for BufData<B> {}
-
-/// Receives into `buf[0..bytes_total]`; on success `buf`'s initialized
-/// length grows to at least the number of bytes received.
-pub(crate) async fn recv<B: IoBufMut>(fd: RawFd, buf: B) -> (io::Result<usize>, B) {
-    let op = Op::new(BufData(buf), |d| {
-        let len = u32::try_from(d.0.bytes_total()).unwrap_or(u32::MAX);
-        opcode::Recv::new(types::Fd(fd), d.0.stable_mut_ptr(), len).build()
-    });
-    let c = op.await;
-    let mut buf = c.data.0;
-    let res = cqe_result(c.res).map(|n| {
-        // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
-        unsafe { buf.set_init(n as usize) };
-        n as usize
-    });
-    (res, buf)
-}
-
-/// Sends `buf[0..bytes_init]` (possibly only part of it).
-pub(crate) async fn send<B: IoBuf>(fd: RawFd, buf: B) -> (io::Result<usize>, B) {
-    let op = Op::new(BufData(buf), |d| {
-        let len = u32::try_from(d.0.bytes_init()).unwrap_or(u32::MAX);
-        opcode::Send::new(types::Fd(fd), d.0.stable_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-    });
-    let c = op.await;
-    (cqe_result(c.res).map(|n| n as usize), c.data.0)
-}
-
-struct NopData;
-impl OpData for NopData {}
-
-/// Submits a no-op through the current worker's ring and waits for its
-/// completion: one full trip through submission and completion queues.
+/// One round trip through the current worker's driver: a no-op SQE and its
+/// completion on io_uring; a yield to the back of the run queue on epoll.
 pub async fn nop() -> io::Result<()> {
-    let op = Op::new(NopData, |_| opcode::Nop::new().build());
-    cqe_result(op.await.res).map(drop)
+    match current() {
+        Driver::Epoll => {
+            crate::task::yield_now().await;
+            Ok(())
+        }
+        _ => uring::ops::nop().await,
+    }
 }

@@ -11,7 +11,8 @@ use super::info::WorkerInfo;
 use super::shared::Shared;
 use super::worker::Worker;
 use super::Runtime;
-use crate::driver::uring::{Driver, RingSetup};
+use crate::driver::uring::{self, RingSetup};
+use crate::driver::{Driver, IoDriver};
 use crate::metrics::WorkerMetrics;
 use crate::sched::Remote;
 
@@ -24,6 +25,7 @@ pub struct Builder {
     pin: bool,
     ring_entries: u32,
     ring_setup: RingSetup,
+    driver: Driver,
     shutdown_timeout: Duration,
     thread_name: String,
 }
@@ -35,6 +37,7 @@ impl Default for Builder {
             pin: true,
             ring_entries: 256,
             ring_setup: RingSetup::Auto,
+            driver: Driver::Auto,
             shutdown_timeout: Duration::from_secs(5),
             thread_name: "percore-worker".into(),
         }
@@ -59,6 +62,13 @@ impl Builder {
     /// many. Default 256. A full SQ is flushed, never an error.
     pub fn ring_entries(&mut self, n: u32) -> &mut Self {
         self.ring_entries = n;
+        self
+    }
+
+    /// The I/O driver (default `Auto`: io_uring, else epoll with one line
+    /// on stderr naming the cause).
+    pub fn driver(&mut self, driver: Driver) -> &mut Self {
+        self.driver = driver;
         self
     }
 
@@ -110,7 +120,7 @@ impl Builder {
             };
             let shared = shared.clone();
             let worker_tx = tx.clone();
-            let ring = (self.ring_entries, self.ring_setup);
+            let ring = (self.ring_entries, self.ring_setup, self.driver);
             let spawned = thread::Builder::new()
                 .name(format!("{}-{i}", self.thread_name))
                 .spawn(move || worker_main(i, core, ring, shared, worker_tx));
@@ -139,10 +149,14 @@ impl Builder {
                 Err(_) => {}
             }
         }
+        let workers: Vec<WorkerInfo> = infos.into_iter().flatten().collect();
+        if let Some(cause) = workers.iter().find_map(|w| w.fallback.as_ref()) {
+            eprintln!("percore: io_uring is unavailable, using the epoll driver: {cause}");
+        }
         let rt = Runtime {
             shared,
             threads,
-            workers: infos.into_iter().flatten().collect(),
+            workers,
             shutdown_timeout: self.shutdown_timeout,
         };
         if let Some(e) = first_err {
@@ -156,7 +170,7 @@ impl Builder {
 fn worker_main(
     index: usize,
     core: Option<core_affinity::CoreId>,
-    (entries, setup): (u32, RingSetup),
+    (entries, setup, kind): (u32, RingSetup, Driver),
     shared: Arc<Shared>,
     tx: mpsc::Sender<(usize, io::Result<WorkerInfo>)>,
 ) {
@@ -164,7 +178,20 @@ fn worker_main(
     let remote = shared.remotes[index].clone();
     // The ring is created here, on the thread that will submit to it
     // (IORING_SETUP_SINGLE_ISSUER binds it to its creator).
-    let driver = match Driver::new(entries, setup, remote.unparker.fd()) {
+    let unpark = remote.unparker.fd();
+    let mut fallback = None;
+    let made = match kind {
+        Driver::IoUring => uring::Driver::new(entries, setup, unpark).map(IoDriver::Uring),
+        Driver::Epoll => crate::driver::epoll::Driver::new(unpark).map(IoDriver::Epoll),
+        Driver::Auto => match uring::Driver::new(entries, setup, unpark) {
+            Ok(d) => Ok(IoDriver::Uring(d)),
+            Err(e) => {
+                fallback = Some(e.to_string());
+                crate::driver::epoll::Driver::new(unpark).map(IoDriver::Epoll)
+            }
+        },
+    };
+    let driver = match made {
         Ok(d) => d,
         Err(e) => {
             remote.close();
@@ -175,7 +202,12 @@ fn worker_main(
     let info = WorkerInfo {
         index,
         core: core.filter(|_| pinned).map(|c| c.id),
-        ring: driver.features(),
+        driver: driver.kind(),
+        ring: match &driver {
+            IoDriver::Uring(d) => Some(d.features()),
+            IoDriver::Epoll(_) => None,
+        },
+        fallback,
     };
     let _ = tx.send((index, Ok(info)));
     drop(tx);

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::shared::Shared;
 use crate::driver::op::OpData;
-use crate::driver::uring::Driver;
+use crate::driver::IoDriver;
 use crate::metrics::WorkerMetrics;
 use crate::sched::Remote;
 use crate::task::join::{Harness, JoinHandle, JoinState};
@@ -35,7 +35,7 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) remote: Arc<Remote>,
     pub(crate) metrics: Arc<WorkerMetrics>,
-    pub(crate) driver: RefCell<Driver>,
+    pub(crate) driver: RefCell<IoDriver>,
     pub(crate) timers: RefCell<Timers>,
     /// Runnable tasks. Bounded by the number of live tasks (a task is queued
     /// at most once; see `task/raw.rs`).
@@ -45,7 +45,12 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(id: u64, shared: Arc<Shared>, remote: Arc<Remote>, driver: Driver) -> Worker {
+    pub(crate) fn new(
+        id: u64,
+        shared: Arc<Shared>,
+        remote: Arc<Remote>,
+        driver: IoDriver,
+    ) -> Worker {
         Worker {
             id,
             metrics: remote.metrics.clone(),

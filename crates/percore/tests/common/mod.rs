@@ -10,11 +10,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use percore::net::{TcpListener, TcpStream};
-use percore::{IoBuf, IoBufMut, Runtime};
+use percore::{Driver, IoBuf, IoBufMut, Runtime};
 
-/// A runtime for tests: `workers` threads, rings of `entries` SQEs.
+/// The driver the I/O tests run on: `PERCORE_TEST_DRIVER=epoll` selects
+/// epoll, anything else io_uring. `scripts/test` runs the suite with both.
+pub fn driver() -> Driver {
+    match std::env::var("PERCORE_TEST_DRIVER").as_deref() {
+        Ok("epoll") => Driver::Epoll,
+        _ => Driver::IoUring,
+    }
+}
+
+/// A runtime for tests on [`driver()`]: `workers` threads, rings of
+/// `entries` SQEs.
 pub fn runtime(workers: usize, entries: u32) -> Runtime {
     Runtime::builder()
+        .driver(driver())
         .workers(workers)
         .ring_entries(entries)
         .shutdown_timeout(Duration::from_secs(5))

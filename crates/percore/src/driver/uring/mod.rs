@@ -2,6 +2,7 @@
 //! worker's thread.
 
 mod driver;
+pub(crate) mod ops;
 mod setup;
 
 pub(crate) use driver::Driver;

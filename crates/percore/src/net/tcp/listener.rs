@@ -3,12 +3,13 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::stream::TcpStream;
 use crate::net::ops;
+use crate::net::socket::Socket as Sock;
 
 /// Options for [`TcpListener::bind_with`].
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +32,14 @@ impl Default for ListenOptions {
 
 /// A listening TCP socket; `accept` goes through the worker's ring.
 pub struct TcpListener {
-    fd: OwnedFd,
+    sock: Sock,
     local: SocketAddr,
 }
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpListener")
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.sock.raw())
             .field("local", &self.local)
             .finish()
     }
@@ -60,9 +61,11 @@ impl TcpListener {
             };
             io::Error::new(e.kind(), format!("{what} {addr}: {e}{hint}"))
         };
+        // Non-blocking: the epoll driver needs it, and io_uring waits on
+        // non-blocking sockets just the same (checked on 6.18).
         let socket = Socket::new(
             Domain::for_address(addr),
-            Type::STREAM.cloexec(),
+            Type::STREAM.nonblocking().cloexec(),
             Some(Protocol::TCP),
         )
         .map_err(|e| ctx("socket for", e))?;
@@ -88,14 +91,14 @@ impl TcpListener {
             .as_socket()
             .ok_or_else(|| io::Error::other("listener has no IP address"))?;
         Ok(TcpListener {
-            fd: socket.into(),
+            sock: Sock::new(socket.into()),
             local,
         })
     }
 
     /// Waits for a connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, addr) = ops::accept(self.fd.as_raw_fd()).await?;
+        let (fd, addr) = ops::accept(&self.sock).await?;
         let peer = addr.to_std()?;
         Ok((TcpStream::from_owned_fd(fd), peer))
     }
@@ -108,6 +111,6 @@ impl TcpListener {
 
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.sock.raw()
     }
 }

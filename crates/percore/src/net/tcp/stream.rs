@@ -10,6 +10,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::driver::buf::{IoBuf, IoBufMut};
 use crate::net::ops;
 use crate::net::sockaddr::RawAddr;
+use crate::net::socket::Socket as Sock;
 use crate::BufResult;
 
 /// A connected TCP socket.
@@ -20,51 +21,53 @@ use crate::BufResult;
 /// read had already received are lost with the buffer — cancel reads only
 /// when you are giving up on the connection.
 pub struct TcpStream {
-    fd: OwnedFd,
+    sock: Sock,
 }
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream")
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.sock.raw())
             .finish()
     }
 }
 
 impl TcpStream {
     pub(crate) fn from_owned_fd(fd: OwnedFd) -> TcpStream {
-        TcpStream { fd }
+        TcpStream {
+            sock: Sock::new(fd),
+        }
     }
 
     /// Opens a connection to `addr`.
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         let socket = Socket::new(
             Domain::for_address(addr),
-            Type::STREAM.cloexec(),
+            Type::STREAM.nonblocking().cloexec(),
             Some(Protocol::TCP),
         )?;
-        let fd = ops::connect(socket.into(), RawAddr::from_std(addr))
+        let sock = ops::connect(Sock::new(socket.into()), RawAddr::from_std(addr))
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("connect to {addr}: {e}")))?;
-        Ok(TcpStream { fd })
+        Ok(TcpStream { sock })
     }
 
     /// Adopts a connected std stream (switched to non-blocking mode, as all
     /// percore sockets are).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
-        Ok(TcpStream { fd: stream.into() })
+        Ok(TcpStream::from_owned_fd(stream.into()))
     }
 
     /// Reads up to `buf.bytes_total()` bytes into the start of `buf`.
     /// `Ok(0)` means the peer closed its side (or `buf` has no capacity).
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        ops::recv(self.fd.as_raw_fd(), buf).await
+        ops::recv(&self.sock, buf).await
     }
 
     /// Writes some of `buf`'s initialized bytes; returns how many.
     pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(self.fd.as_raw_fd(), buf).await
+        ops::send(&self.sock, buf).await
     }
 
     /// Writes all of `buf`'s initialized bytes.
@@ -97,27 +100,27 @@ impl TcpStream {
     /// Shuts down the read, write or both halves (`shutdown(2)`; it does not
     /// block).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        SockRef::from(&self.fd).shutdown(how)
+        SockRef::from(self.sock.owned()).shutdown(how)
     }
 
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        SockRef::from(&self.fd).set_tcp_nodelay(on)
+        SockRef::from(self.sock.owned()).set_tcp_nodelay(on)
     }
 
     /// Reads `TCP_NODELAY`.
     pub fn nodelay(&self) -> io::Result<bool> {
-        SockRef::from(&self.fd).tcp_nodelay()
+        SockRef::from(self.sock.owned()).tcp_nodelay()
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        sock_addr(SockRef::from(&self.fd).local_addr()?)
+        sock_addr(SockRef::from(self.sock.owned()).local_addr()?)
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        sock_addr(SockRef::from(&self.fd).peer_addr()?)
+        sock_addr(SockRef::from(self.sock.owned()).peer_addr()?)
     }
 }
 
@@ -128,6 +131,6 @@ fn sock_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.sock.raw()
     }
 }

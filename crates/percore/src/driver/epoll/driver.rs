@@ -1,0 +1,242 @@
+//! The per-worker epoll driver (reactor): readiness, not completion.
+//!
+//! Each socket is registered once per worker, edge-triggered, for reads and
+//! writes. The driver caches "may be readable/writable" per fd; an operation
+//! clears the flag, tries its syscall, and only on `EAGAIN` waits for the
+//! next edge (`Driver::poll_ready`). No `epoll_ctl` per operation.
+//!
+//! A registration is identified by a process-unique token that the socket
+//! also keeps: a socket whose token does not match this worker's entry for
+//! its fd (first use here, or the fd number was reused after a close
+//! elsewhere) is registered afresh, so a stale entry can never swallow a new
+//! socket's events.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use crate::metrics::WorkerMetrics;
+
+/// Event data of the unpark eventfd.
+const UNPARK_TOKEN: u64 = u64::MAX;
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// Which direction an operation waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+#[derive(Default)]
+struct Reg {
+    token: u64,
+    readable: bool,
+    writable: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+pub(crate) struct Driver {
+    ep: OwnedFd,
+    regs: HashMap<RawFd, Reg>,
+    events: Vec<libc::epoll_event>,
+    wakers: Vec<Waker>,
+    unpark_fd: RawFd,
+}
+
+impl Driver {
+    pub(crate) fn new(unpark_fd: RawFd) -> io::Result<Driver> {
+        // SAFETY: plain syscall.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("epoll_create1: {e}")));
+        }
+        // SAFETY: a fresh fd nobody else owns.
+        let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: UNPARK_TOKEN,
+        };
+        // SAFETY: valid fds and a live event struct.
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, unpark_fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Driver {
+            ep,
+            regs: HashMap::new(),
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
+            wakers: Vec::new(),
+            unpark_fd,
+        })
+    }
+
+    /// Makes sure `fd` is registered here under `token` (0: never
+    /// registered); returns the token to keep.
+    pub(crate) fn register(&mut self, fd: RawFd, token: u64) -> io::Result<u64> {
+        if token != 0 && self.regs.get(&fd).is_some_and(|r| r.token == token) {
+            return Ok(token);
+        }
+        let token = NEXT_TOKEN.fetch_add(1, Relaxed);
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: valid epoll fd and a live event struct.
+        let mut r =
+            unsafe { libc::epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            // SAFETY: as above.
+            r = unsafe { libc::epoll_ctl(self.ep.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        }
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Optimistic: try the syscall first; the edge comes if it would block.
+        self.regs.insert(
+            fd,
+            Reg {
+                token,
+                readable: true,
+                writable: true,
+                ..Reg::default()
+            },
+        );
+        Ok(token)
+    }
+
+    /// Forgets `fd` (its socket is being closed on this worker).
+    pub(crate) fn deregister(&mut self, fd: RawFd, token: u64) {
+        if self.regs.get(&fd).is_some_and(|r| r.token == token) {
+            self.regs.remove(&fd);
+        }
+    }
+
+    /// Clears the cached readiness before a syscall attempt.
+    pub(crate) fn clear(&mut self, fd: RawFd, interest: Interest) {
+        if let Some(r) = self.regs.get_mut(&fd) {
+            match interest {
+                Interest::Read => r.readable = false,
+                Interest::Write => r.writable = false,
+            }
+        }
+    }
+
+    /// Ready if an edge arrived since the last `clear`; else stores `waker`.
+    pub(crate) fn poll_ready(&mut self, fd: RawFd, interest: Interest, waker: &Waker) -> Poll<()> {
+        let Some(r) = self.regs.get_mut(&fd) else {
+            // Not registered (any more): let the caller retry its syscall.
+            return Poll::Ready(());
+        };
+        let (ready, slot) = match interest {
+            Interest::Read => (r.readable, &mut r.read_waker),
+            Interest::Write => (r.writable, &mut r.write_waker),
+        };
+        if ready {
+            return Poll::Ready(());
+        }
+        match slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Drops a waiting operation's waker (its future was dropped).
+    pub(crate) fn unwait(&mut self, fd: RawFd, interest: Interest) {
+        if let Some(r) = self.regs.get_mut(&fd) {
+            match interest {
+                Interest::Read => r.read_waker = None,
+                Interest::Write => r.write_waker = None,
+            }
+        }
+    }
+
+    /// Collects ready events without waiting.
+    pub(crate) fn submit_and_reap(&mut self, metrics: &WorkerMetrics) -> io::Result<()> {
+        self.wait_events(Some(Duration::ZERO), metrics)
+    }
+
+    /// Waits for events until `timeout` (None: until an event or unpark).
+    pub(crate) fn park(
+        &mut self,
+        timeout: Option<Duration>,
+        metrics: &WorkerMetrics,
+    ) -> io::Result<()> {
+        self.wait_events(timeout, metrics)
+    }
+
+    fn wait_events(
+        &mut self,
+        timeout: Option<Duration>,
+        metrics: &WorkerMetrics,
+    ) -> io::Result<()> {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        metrics.enters.bump();
+        // SAFETY: the events buffer has `len` slots; `tsp` is null or live.
+        // epoll_pwait2 (Linux 5.11) gives the nanosecond timeouts timers need.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                self.ep.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                tsp,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        for i in 0..n as usize {
+            let ev = self.events[i];
+            metrics.completed.bump();
+            if ev.u64 == UNPARK_TOKEN {
+                let mut buf = 0u64;
+                // SAFETY: reads 8 bytes into a live u64; the eventfd is
+                // readable (epoll said so), so the read does not block.
+                unsafe { libc::read(self.unpark_fd, (&mut buf as *mut u64).cast(), 8) };
+                continue;
+            }
+            let Some(r) = self.regs.get_mut(&(ev.u64 as RawFd)) else {
+                continue;
+            };
+            let bits = ev.events;
+            let err = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+            if bits & (libc::EPOLLIN as u32 | libc::EPOLLRDHUP as u32 | err) != 0 {
+                r.readable = true;
+                self.wakers.extend(r.read_waker.take());
+            }
+            if bits & (libc::EPOLLOUT as u32 | err) != 0 {
+                r.writable = true;
+                self.wakers.extend(r.write_waker.take());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.wakers, wakers);
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.wakers.is_empty()
+    }
+}

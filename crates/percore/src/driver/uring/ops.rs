@@ -1,0 +1,118 @@
+//! Socket operations as io_uring ops. Each `*Data` type owns what its SQE
+//! points at (see `driver/op.rs` for the ownership rule).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use io_uring::{opcode, types};
+
+use crate::driver::buf::{IoBuf, IoBufMut};
+use crate::driver::op::{Op, OpData};
+use crate::net::sockaddr::RawAddr;
+
+/// Converts a CQE result into `io::Result`.
+pub(crate) fn cqe_result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as u32)
+    }
+}
+
+pub(crate) struct AcceptData {
+    addr: Box<RawAddr>,
+}
+
+impl OpData for AcceptData {
+    /// The connection was accepted after its future was dropped: close it,
+    /// or the fd would leak (PITFALLS 2).
+    fn orphaned(self: Box<Self>, res: i32) {
+        if res >= 0 {
+            // SAFETY: a successful accept CQE carries a new fd nobody owns.
+            drop(unsafe { OwnedFd::from_raw_fd(res) });
+        }
+    }
+}
+
+pub(crate) async fn accept(fd: RawFd) -> io::Result<(OwnedFd, Box<RawAddr>)> {
+    let op = Op::new(
+        AcceptData {
+            addr: RawAddr::empty(),
+        },
+        |d| {
+            let addr = &mut *d.addr;
+            opcode::Accept::new(
+                types::Fd(fd),
+                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+                &mut addr.len,
+            )
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+            .build()
+        },
+    );
+    let c = op.await;
+    let n = cqe_result(c.res)?;
+    // SAFETY: a successful accept CQE carries a new fd nobody owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(n as RawFd) };
+    Ok((fd, c.data.addr))
+}
+
+pub(crate) struct ConnectData {
+    socket: OwnedFd,
+    addr: Box<RawAddr>,
+}
+
+/// Dropping the resources closes the socket, after the final CQE.
+impl OpData for ConnectData {}
+
+pub(crate) async fn connect(socket: OwnedFd, addr: Box<RawAddr>) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let op = Op::new(ConnectData { socket, addr }, |d| {
+        opcode::Connect::new(types::Fd(d.socket.as_raw_fd()), d.addr.ptr(), d.addr.len).build()
+    });
+    let c = op.await;
+    cqe_result(c.res)?;
+    Ok(c.data.socket)
+}
+
+pub(crate) struct BufData<B>(pub(crate) B);
+
+impl<B: 'static> OpData for BufData<B> {}
+
+/// Receives into `buf[0..bytes_total]`; on success `buf`'s initialized
+/// length grows to at least the number of bytes received.
+pub(crate) async fn recv<B: IoBufMut>(fd: RawFd, buf: B) -> (io::Result<usize>, B) {
+    let op = Op::new(BufData(buf), |d| {
+        let len = u32::try_from(d.0.bytes_total()).unwrap_or(u32::MAX);
+        opcode::Recv::new(types::Fd(fd), d.0.stable_mut_ptr(), len).build()
+    });
+    let c = op.await;
+    let mut buf = c.data.0;
+    let res = cqe_result(c.res).map(|n| {
+        // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+        unsafe { buf.set_init(n as usize) };
+        n as usize
+    });
+    (res, buf)
+}
+
+/// Sends `buf[0..bytes_init]` (possibly only part of it).
+pub(crate) async fn send<B: IoBuf>(fd: RawFd, buf: B) -> (io::Result<usize>, B) {
+    let op = Op::new(BufData(buf), |d| {
+        let len = u32::try_from(d.0.bytes_init()).unwrap_or(u32::MAX);
+        opcode::Send::new(types::Fd(fd), d.0.stable_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    });
+    let c = op.await;
+    (cqe_result(c.res).map(|n| n as usize), c.data.0)
+}
+
+struct NopData;
+impl OpData for NopData {}
+
+/// A no-op through the ring: one trip through submission and completion.
+pub(crate) async fn nop() -> io::Result<()> {
+    let op = Op::new(NopData, |_| opcode::Nop::new().build());
+    cqe_result(op.await.res).map(drop)
+}
