@@ -3,7 +3,28 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// The I/O driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverArg {
+    /// io_uring, or epoll (with one line naming why) if io_uring is unavailable.
+    Auto,
+    /// io_uring only: fail with the reason if it cannot be set up.
+    Uring,
+    /// epoll.
+    Epoll,
+}
+
+impl From<DriverArg> for percore::Driver {
+    fn from(d: DriverArg) -> percore::Driver {
+        match d {
+            DriverArg::Auto => percore::Driver::Auto,
+            DriverArg::Uring => percore::Driver::IoUring,
+            DriverArg::Epoll => percore::Driver::Epoll,
+        }
+    }
+}
 
 /// Shard-per-core TCP echo server: every worker binds its own SO_REUSEPORT
 /// listener on ADDR and serves the connections the kernel gives it.
@@ -17,6 +38,10 @@ pub struct Args {
     /// Worker threads, one listener each (default: the usable cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+
+    /// I/O driver.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub driver: DriverArg,
 
     /// Do not pin workers to cores.
     #[arg(long)]

@@ -41,7 +41,10 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(n) = args.workers {
         builder.workers(n.into());
     }
-    builder.pin(!args.no_pin).ring_entries(args.ring_entries);
+    builder
+        .pin(!args.no_pin)
+        .ring_entries(args.ring_entries)
+        .driver(args.driver.into());
     let rt = builder
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

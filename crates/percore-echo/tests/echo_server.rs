@@ -12,6 +12,15 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_percore-echo");
 
+/// The driver these tests run the server on (`PERCORE_TEST_DRIVER=epoll`
+/// selects epoll; `scripts/test` runs both).
+fn driver_arg() -> &'static str {
+    match std::env::var("PERCORE_TEST_DRIVER").as_deref() {
+        Ok("epoll") => "epoll",
+        _ => "uring",
+    }
+}
+
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -19,9 +28,15 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+        Self::start_on(driver_arg(), args, |_| {})
+    }
+
+    fn start_on(driver: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", "127.0.0.1:0", "--driver", driver])
+            .args(args);
+        setup(&mut cmd);
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -240,4 +255,116 @@ fn bad_flags_and_busy_ports_fail_with_one_clear_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     first.stop();
+}
+
+/// Link targets of a process's fds (`anon_inode:[io_uring]`, `anon_inode:[eventpoll]`, ...).
+fn fd_kinds(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn each_driver_holds_only_its_own_kernel_objects() {
+    for (driver, own, other) in [
+        ("epoll", "[eventpoll]", "[io_uring]"),
+        ("uring", "[io_uring]", "[eventpoll]"),
+    ] {
+        let server = Server::start_on(driver, &["--workers", "2"], |_| {});
+        assert_eq!(client(server.addr, 9), client(server.addr, 9));
+        let kinds = fd_kinds(server.child.id());
+        assert_eq!(
+            kinds.iter().filter(|k| k.contains(own)).count(),
+            2,
+            "{driver}: one {own} per worker: {kinds:?}"
+        );
+        assert!(
+            !kinds.iter().any(|k| k.contains(other)),
+            "{driver} process holds {other}: {kinds:?}"
+        );
+        server.stop();
+    }
+}
+
+/// Installs (in the child, before exec) a seccomp filter that makes
+/// `io_uring_setup` fail with EPERM, as container runtimes' default
+/// profiles do.
+fn forbid_io_uring(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only prctl runs, with a filter program
+    // that lives on the stack for the duration of the call.
+    unsafe {
+        cmd.pre_exec(|| {
+            const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+            const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+            const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+            const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+            let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+            let prog = [
+                f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+                f(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+                f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+                f(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
+                f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+                f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+            ];
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn without_io_uring_auto_falls_back_to_epoll_and_uring_fails_clearly() {
+    if !cfg!(target_arch = "x86_64") {
+        return; // the filter above checks the x86_64 syscall table
+    }
+    let done = watchdog(60);
+    // Auto: serves on epoll and says why, once.
+    let server = Server::start_on("auto", &["--workers", "2"], forbid_io_uring);
+    assert_eq!(client(server.addr, 3), client(server.addr, 3));
+    let kinds = fd_kinds(server.child.id());
+    assert!(!kinds.iter().any(|k| k.contains("[io_uring]")), "{kinds:?}");
+    let err = server.stop();
+    let fallback: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("using the epoll driver"))
+        .collect();
+    assert_eq!(fallback.len(), 1, "one line names the cause:\n{err}");
+    assert!(
+        fallback[0].contains("seccomp") && fallback[0].contains("kernel.io_uring_disabled"),
+        "{err}"
+    );
+    assert!(
+        err.contains("worker 0 on core 0: epoll") || err.contains("worker 0 unpinned: epoll"),
+        "{err}"
+    );
+
+    // io_uring required: a one-line error with the cause and the fix.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0", "--driver", "uring"]);
+    forbid_io_uring(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("io_uring_setup failed") && err.contains("seccomp"),
+        "{err}"
+    );
+    done.store(true, SeqCst);
 }
