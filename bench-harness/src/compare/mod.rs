@@ -51,8 +51,10 @@ pub enum Layout {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServerName {
-    /// percore-echo (io_uring, thread per core, SO_REUSEPORT).
+    /// percore-echo on io_uring (thread per core, SO_REUSEPORT).
     Percore,
+    /// percore-echo on its epoll driver: same runtime, same echo code.
+    PercoreEpoll,
     /// tokio current-thread runtime per core, SO_REUSEPORT (epoll).
     TokioTpc,
     /// tokio multi-thread runtime, a task per connection (epoll).
@@ -65,6 +67,7 @@ impl ServerName {
     pub fn label(self) -> &'static str {
         match self {
             ServerName::Percore => "percore",
+            ServerName::PercoreEpoll => "percore-epoll",
             ServerName::TokioTpc => "tokio-tpc",
             ServerName::TokioMt => "tokio-mt",
             ServerName::Threads => "threads",
@@ -121,10 +124,22 @@ fn spec(name: ServerName, cfg: &CompareConfig) -> io::Result<ServerSpec> {
     let workers = cfg.layout.workers().to_string();
     let listen = "127.0.0.1:0".to_string();
     Ok(match name {
-        ServerName::Percore => ServerSpec {
+        ServerName::Percore | ServerName::PercoreEpoll => ServerSpec {
             name: name.label().into(),
             program: cfg.percore_echo.clone(),
-            args: vec!["--listen".into(), listen, "--workers".into(), workers],
+            args: vec![
+                "--listen".into(),
+                listen,
+                "--workers".into(),
+                workers,
+                "--driver".into(),
+                if name == ServerName::Percore {
+                    "uring"
+                } else {
+                    "epoll"
+                }
+                .into(),
+            ],
         },
         _ => ServerSpec {
             name: name.label().into(),
@@ -154,7 +169,11 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
     raise_fd_limit();
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", cfg.out.display())))?;
-    if !cfg.percore_echo.exists() && cfg.servers.contains(&ServerName::Percore) {
+    let needs_echo = cfg
+        .servers
+        .iter()
+        .any(|s| matches!(s, ServerName::Percore | ServerName::PercoreEpoll));
+    if !cfg.percore_echo.exists() && needs_echo {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
