@@ -220,7 +220,7 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     let exe = env!("CARGO_BIN_EXE_bench-harness");
     let echo = std::path::Path::new(exe).with_file_name("percore-echo");
     let servers = if echo.exists() {
-        "percore,tokio-tpc,tokio-mt,threads"
+        "percore,percore-epoll,tokio-tpc,tokio-mt,threads"
     } else {
         "tokio-tpc,tokio-mt,threads"
     };
