@@ -96,7 +96,7 @@ pub fn print_tables(results: &Results, layout: &str) {
                 if s.runs == 1 { "" } else { "s" }
             );
             println!(
-                "{:<10} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}",
+                "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}",
                 "server",
                 "msg/s",
                 "p50 µs",
@@ -117,7 +117,7 @@ pub fn print_tables(results: &Results, layout: &str) {
             flag += "  (generator-bound: a lower bound)";
         }
         println!(
-            "{:<10} {:>26} {:>16} {:>20} {:>22} {:>10.0} {:>10.2} {:>9.2} {:>12.1}{flag}",
+            "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10.0} {:>10.2} {:>9.2} {:>12.1}{flag}",
             s.server,
             med_range(&s.throughput, 1.0, 0),
             med_range(&s.p50_us, 1.0, 0),
