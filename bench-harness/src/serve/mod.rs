@@ -38,6 +38,23 @@ pub fn run(kind: ServerKind, listen: SocketAddr, workers: usize) -> io::Result<(
     }
 }
 
+/// One connection of either tokio server: the same echo loop for both.
+async fn echo_tokio(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The start-up line the comparison runner waits for.
 fn announce(addr: SocketAddr) {
     println!("listening on {addr}");

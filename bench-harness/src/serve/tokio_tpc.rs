@@ -6,8 +6,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 pub fn run(listen: SocketAddr, workers: usize) -> io::Result<()> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     // Worker 0 binds first, so port 0 resolves once for the whole group.
@@ -46,24 +44,11 @@ fn serve(std: std::net::TcpListener) -> io::Result<()> {
         std.set_nonblocking(true)?;
         let l = tokio::net::TcpListener::from_std(std)?;
         loop {
-            let (mut s, _) = match l.accept().await {
+            let (s, _) = match l.accept().await {
                 Ok(c) => c,
                 Err(_) => continue,
             };
-            tokio::task::spawn_local(async move {
-                let _ = s.set_nodelay(true);
-                let mut buf = vec![0u8; super::BUFFER];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+            tokio::task::spawn_local(super::echo_tokio(s));
         }
     })
 }
