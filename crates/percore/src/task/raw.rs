@@ -210,14 +210,16 @@ impl Future for YieldNow {
 impl Task {
     /// Drops the future from another thread after the home worker exited.
     /// Only reached through a closed remote queue; see `sched/remote.rs`.
+    ///
+    /// Why that is sound: the home worker closes its queue only after taking
+    /// the futures of all tasks it owned, so it no longer touches this one.
+    /// What is left is either `None` or the future of a task spawned from
+    /// another thread that never ran, which is `Send` (`Runtime::spawn`, or
+    /// `Runtime::spawn_local_on` before its first poll). A task is in the
+    /// queue at most once, so no other thread pops it concurrently.
     pub(crate) fn cancel_foreign(&self) {
         self.state.store(DONE, Release);
-        // SAFETY: the home worker has closed its queue after taking the
-        // futures of all tasks it owned, so it no longer touches this one;
-        // what is left is either `None` or the future of a task spawned from
-        // another thread that never ran, which is `Send` (`Runtime::spawn`,
-        // `Runtime::spawn_local_on` before its first poll). A task is in the
-        // queue at most once, so no other thread pops it concurrently.
+        // SAFETY: exclusive access to a `None` or `Send` future (see above).
         let fut = unsafe { &mut *self.future.get() }.take();
         drop_future(fut);
     }
