@@ -45,10 +45,14 @@ fn into_fd(sock: Socket) -> OwnedFd {
 }
 
 pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
-    match current() {
+    let total = buf.bytes_total();
+    let (res, buf) = match current() {
         Driver::Epoll => epoll::ops::recv(sock, buf).await,
-        _ => uring::ops::recv(sock.raw(), buf).await,
-    }
+        _ => uring::ops::recv(sock.raw(), buf, sock.drained()).await,
+    };
+    // A read that did not fill the buffer emptied the socket.
+    sock.set_drained(matches!(res, Ok(n) if n < total && n > 0));
+    (res, buf)
 }
 
 pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {

@@ -2,13 +2,15 @@
 //! token (0 until an epoll worker registers it; unused on io_uring).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::runtime::context;
 
 pub(crate) struct Socket {
     fd: OwnedFd,
     token: AtomicU64,
+    /// The last read came back short: the receive queue was empty after it.
+    drained: AtomicBool,
 }
 
 impl Socket {
@@ -16,6 +18,7 @@ impl Socket {
         Socket {
             fd,
             token: AtomicU64::new(0),
+            drained: AtomicBool::new(false),
         }
     }
 
@@ -41,6 +44,14 @@ impl Socket {
 
     pub(crate) fn set_token(&self, t: u64) {
         self.token.store(t, Relaxed);
+    }
+
+    pub(crate) fn drained(&self) -> bool {
+        self.drained.load(Relaxed)
+    }
+
+    pub(crate) fn set_drained(&self, d: bool) {
+        self.drained.store(d, Relaxed);
     }
 }
 

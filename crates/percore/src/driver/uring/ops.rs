@@ -81,10 +81,28 @@ impl<B: 'static> OpData for BufData<B> {}
 
 /// Receives into `buf[0..bytes_total]`; on success `buf`'s initialized
 /// length grows to at least the number of bytes received.
-pub(crate) async fn recv<B: IoBufMut>(fd: RawFd, buf: B) -> (io::Result<usize>, B) {
+///
+/// `poll_first`: the socket is known to have been drained (the last read
+/// came back short), so ask the kernel to wait for data before trying
+/// (`IORING_RECVSEND_POLL_FIRST`) instead of making an attempt that will
+/// find nothing. Measured on the echo server: about 2% less server CPU per
+/// message in an A/B of 3 alternated runs (server pinned, 50 conns, 53k and
+/// 85k msg/s: 11.62 -> 11.40 and 9.51 -> 9.34 us/msg).
+pub(crate) async fn recv<B: IoBufMut>(
+    fd: RawFd,
+    buf: B,
+    poll_first: bool,
+) -> (io::Result<usize>, B) {
+    const IORING_RECVSEND_POLL_FIRST: u16 = 1;
     let op = Op::new(BufData(buf), |d| {
         let len = u32::try_from(d.0.bytes_total()).unwrap_or(u32::MAX);
-        opcode::Recv::new(types::Fd(fd), d.0.stable_mut_ptr(), len).build()
+        opcode::Recv::new(types::Fd(fd), d.0.stable_mut_ptr(), len)
+            .ioprio(if poll_first {
+                IORING_RECVSEND_POLL_FIRST
+            } else {
+                0
+            })
+            .build()
     });
     let c = op.await;
     let mut buf = c.data.0;
