@@ -42,10 +42,25 @@ pub struct WorkerMetrics {
     pub overflow_flushes: Counter,
     /// Times the worker parked in the kernel.
     pub parks: Counter,
-    /// Wakes from other threads that had to signal this worker's eventfd.
+    /// Wakes from other threads that found this worker parked and signalled
+    /// it (by eventfd or `MSG_RING`).
     pub remote_unparks: Counter,
     /// Tasks scheduled onto this worker from other threads.
     pub remote_schedules: Counter,
+    /// Signals that ended this worker's wait: eventfd reads and `MSG_RING` completions it reaped.
+    pub remote_wakes: Counter,
+    /// Times this worker, out of work, looked for a sibling to steal from.
+    pub steal_attempts: Counter,
+    /// Attempts that took at least one task.
+    pub steals: Counter,
+    /// Tasks moved to this worker by its steals.
+    pub stolen_tasks: Counter,
+    /// Times this worker woke a parked sibling because its own stealable queue was long.
+    pub idle_wakes: Counter,
+    /// Ops this worker polled or dropped whose ring is another worker's (their task was stolen mid-flight).
+    pub ops_forwarded: Counter,
+    /// Wakes this worker sent to a parked sibling with `IORING_OP_MSG_RING` (the rest went through the eventfd).
+    pub msg_ring_wakes: Counter,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -69,6 +84,20 @@ pub struct MetricsSnapshot {
     pub remote_unparks: u64,
     /// Tasks scheduled from other threads.
     pub remote_schedules: u64,
+    /// Signals that ended this worker's wait: eventfd reads and `MSG_RING` completions it reaped.
+    pub remote_wakes: u64,
+    /// Times this worker, out of work, looked for a sibling to steal from.
+    pub steal_attempts: u64,
+    /// Attempts that took at least one task.
+    pub steals: u64,
+    /// Tasks moved to this worker by its steals.
+    pub stolen_tasks: u64,
+    /// Times this worker woke a parked sibling because its own stealable queue was long.
+    pub idle_wakes: u64,
+    /// Ops this worker polled or dropped whose ring is another worker's (their task was stolen mid-flight).
+    pub ops_forwarded: u64,
+    /// Wakes this worker sent to a parked sibling with `IORING_OP_MSG_RING` (the rest went through the eventfd).
+    pub msg_ring_wakes: u64,
 }
 
 impl WorkerMetrics {
@@ -84,6 +113,13 @@ impl WorkerMetrics {
             parks: self.parks.get(),
             remote_unparks: self.remote_unparks.get(),
             remote_schedules: self.remote_schedules.get(),
+            remote_wakes: self.remote_wakes.get(),
+            steal_attempts: self.steal_attempts.get(),
+            steals: self.steals.get(),
+            stolen_tasks: self.stolen_tasks.get(),
+            idle_wakes: self.idle_wakes.get(),
+            ops_forwarded: self.ops_forwarded.get(),
+            msg_ring_wakes: self.msg_ring_wakes.get(),
         }
     }
 }

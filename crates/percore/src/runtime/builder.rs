@@ -14,7 +14,7 @@ use super::Runtime;
 use crate::driver::uring::{self, RingSetup};
 use crate::driver::{Driver, IoDriver};
 use crate::metrics::WorkerMetrics;
-use crate::sched::Remote;
+use crate::sched::{Remote, StealPolicy};
 
 static NEXT_WORKER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -28,6 +28,23 @@ pub struct Builder {
     driver: Driver,
     shutdown_timeout: Duration,
     thread_name: String,
+    steal: bool,
+    steal_threshold: usize,
+    wake_mode: WakeMode,
+}
+
+/// How a worker wakes a parked sibling (`Builder::wake_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WakeMode {
+    /// `IORING_OP_MSG_RING` where the kernel has it, else the eventfd.
+    #[default]
+    Auto,
+    /// Post a completion into the sibling's ring with `IORING_OP_MSG_RING`
+    /// (Linux 5.18+); `build` fails if the kernel lacks it. Threads that are
+    /// not io_uring workers still use the eventfd.
+    MsgRing,
+    /// Write the sibling's eventfd, on which its ring keeps a read posted.
+    Eventfd,
 }
 
 impl Default for Builder {
@@ -40,6 +57,9 @@ impl Default for Builder {
             driver: Driver::Auto,
             shutdown_timeout: Duration::from_secs(5),
             thread_name: "percore-worker".into(),
+            steal: true,
+            steal_threshold: 2,
+            wake_mode: WakeMode::Auto,
         }
     }
 }
@@ -93,6 +113,27 @@ impl Builder {
 
     /// Starts the workers. Fails if any worker cannot set up its ring, with
     /// the worker's index and what to change.
+    /// Work stealing between workers (default on): an idle worker takes
+    /// about half of a busy sibling's queued `spawn` tasks. `spawn_local`
+    /// tasks never move.
+    pub fn steal(&mut self, on: bool) -> &mut Self {
+        self.steal = on;
+        self
+    }
+
+    /// The shortest sibling queue worth stealing from (default 2, minimum
+    /// 1): below it, moving a task costs more than waiting for it.
+    pub fn steal_threshold(&mut self, tasks: usize) -> &mut Self {
+        self.steal_threshold = tasks.max(1);
+        self
+    }
+
+    /// How workers wake parked siblings (default `WakeMode::Auto`).
+    pub fn wake_mode(&mut self, mode: WakeMode) -> &mut Self {
+        self.wake_mode = mode;
+        self
+    }
+
     pub fn build(&self) -> io::Result<Runtime> {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let n = self.workers.unwrap_or(cores.len().max(1));
@@ -109,7 +150,8 @@ impl Builder {
                 Arc::new(WorkerMetrics::default()),
             )?));
         }
-        let shared = Arc::new(Shared::new(remotes));
+        let policy = StealPolicy::new(self.steal, self.steal_threshold);
+        let shared = Arc::new(Shared::new(remotes, policy));
         let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
@@ -120,7 +162,12 @@ impl Builder {
             };
             let shared = shared.clone();
             let worker_tx = tx.clone();
-            let ring = (self.ring_entries, self.ring_setup, self.driver);
+            let ring = (
+                self.ring_entries,
+                self.ring_setup,
+                self.driver,
+                self.wake_mode,
+            );
             let spawned = thread::Builder::new()
                 .name(format!("{}-{i}", self.thread_name))
                 .spawn(move || worker_main(i, core, ring, shared, worker_tx));
@@ -170,7 +217,7 @@ impl Builder {
 fn worker_main(
     index: usize,
     core: Option<core_affinity::CoreId>,
-    (entries, setup, kind): (u32, RingSetup, Driver),
+    (entries, setup, kind, wake_mode): (u32, RingSetup, Driver, WakeMode),
     shared: Arc<Shared>,
     tx: mpsc::Sender<(usize, io::Result<WorkerInfo>)>,
 ) {
@@ -191,14 +238,33 @@ fn worker_main(
             }
         },
     };
+    let msg_ring = match &made {
+        Ok(IoDriver::Uring(d)) => d.features().msg_ring,
+        _ => false,
+    };
+    let made = match made {
+        Ok(_) if wake_mode == WakeMode::MsgRing && !msg_ring => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "WakeMode::MsgRing needs io_uring with IORING_OP_MSG_RING (Linux 5.18+): \
+             use WakeMode::Auto or WakeMode::Eventfd",
+        )),
+        other => other,
+    };
     let driver = match made {
         Ok(d) => d,
         Err(e) => {
             remote.close();
+            shared.mark_tasks_dropped();
             let _ = tx.send((index, Err(e)));
             return;
         }
     };
+    let ring_fd = match &driver {
+        IoDriver::Uring(d) => Some(d.ring_fd()),
+        IoDriver::Epoll(_) => None,
+    };
+    let id = NEXT_WORKER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    remote.attach(id, ring_fd);
     let info = WorkerInfo {
         index,
         core: core.filter(|_| pinned).map(|c| c.id),
@@ -211,8 +277,14 @@ fn worker_main(
     };
     let _ = tx.send((index, Ok(info)));
     drop(tx);
-    let id = NEXT_WORKER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let worker = Rc::new(Worker::new(id, shared.clone(), remote, driver));
+    let use_msg_ring = msg_ring && wake_mode != WakeMode::Eventfd;
+    let worker = Rc::new(Worker::new(
+        id,
+        shared.clone(),
+        remote,
+        driver,
+        use_msg_ring,
+    ));
     context::set(Some(worker.clone()));
     worker.run();
     let deadline = shared.drain_deadline();

@@ -12,10 +12,10 @@ mod builder;
 pub(crate) mod context;
 mod handle;
 mod info;
-mod shared;
-mod worker;
+pub(crate) mod shared;
+pub(crate) mod worker;
 
 pub(crate) use block_on::wait;
-pub use builder::Builder;
+pub use builder::{Builder, WakeMode};
 pub use handle::Runtime;
 pub use info::WorkerInfo;

@@ -1,5 +1,6 @@
 //! State shared by all workers of one runtime and its handle: the workers'
-//! remote sides, the shutdown flag, id counters.
+//! remote sides, the stealing policy and idle count, the shutdown flag and
+//! its phases, id counters.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,23 +9,30 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::sched::Remote;
+use crate::sched::{Remote, StealPolicy};
 use crate::task::join::{Harness, JoinHandle, JoinState};
 use crate::task::raw::Task;
 
 pub(crate) struct Shared {
     pub(crate) remotes: Vec<Arc<Remote>>,
+    pub(crate) steal: StealPolicy,
     pub(crate) shutdown: AtomicBool,
+    /// Workers done dropping their tasks at shutdown (or that never started):
+    /// a ring closes only after every worker has, since dropping a stolen
+    /// task may send its ops' resources to any ring (`worker.rs`).
+    tasks_dropped: AtomicUsize,
     drain_deadline: Mutex<Option<Instant>>,
     next_task: AtomicU64,
     next_worker: AtomicUsize,
 }
 
 impl Shared {
-    pub(crate) fn new(remotes: Vec<Arc<Remote>>) -> Shared {
+    pub(crate) fn new(remotes: Vec<Arc<Remote>>, steal: StealPolicy) -> Shared {
         Shared {
             remotes,
+            steal,
             shutdown: AtomicBool::new(false),
+            tasks_dropped: AtomicUsize::new(0),
             drain_deadline: Mutex::new(None),
             next_task: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
@@ -47,8 +55,17 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         self.shutdown.store(true, SeqCst);
         for r in &self.remotes {
-            r.unparker.unpark();
+            r.unpark();
         }
+    }
+
+    /// A worker finished dropping its tasks (or failed to start).
+    pub(crate) fn mark_tasks_dropped(&self) {
+        self.tasks_dropped.fetch_add(1, SeqCst);
+    }
+
+    pub(crate) fn all_tasks_dropped(&self) -> bool {
+        self.tasks_dropped.load(SeqCst) >= self.remotes.len()
     }
 
     pub(crate) fn drain_deadline(&self) -> Instant {
@@ -64,17 +81,21 @@ impl Shared {
     }
 
     /// Spawns a `Send` task onto worker `index` from any thread.
-    pub(crate) fn spawn_on<F>(&self, index: usize, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_on<F>(self: &Arc<Self>, index: usize, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_boxed(index, future)
+        self.spawn_boxed(index, true, future)
     }
 
     /// Spawns onto worker `index` a task whose future `make()` builds there,
     /// on its first poll; that future never leaves the worker.
-    pub(crate) fn spawn_local_on<M, F>(&self, index: usize, make: M) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_local_on<M, F>(
+        self: &Arc<Self>,
+        index: usize,
+        make: M,
+    ) -> JoinHandle<F::Output>
     where
         M: FnOnce() -> F + Send + 'static,
         F: Future + 'static,
@@ -82,6 +103,7 @@ impl Shared {
     {
         self.spawn_boxed(
             index,
+            false,
             Launch {
                 make: Some(make),
                 future: None,
@@ -91,8 +113,14 @@ impl Shared {
 
     /// Both spawn paths: the future crosses to the worker before its first
     /// poll. Callers guarantee it is `Send` until then (`Launch` holds only
-    /// its `Send` closure before its first poll).
-    fn spawn_boxed<F>(&self, index: usize, future: F) -> JoinHandle<F::Output>
+    /// its `Send` closure before its first poll), and for good if
+    /// `stealable`.
+    fn spawn_boxed<F>(
+        self: &Arc<Self>,
+        index: usize,
+        stealable: bool,
+        future: F,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -100,7 +128,7 @@ impl Shared {
         let remote = self.remotes[index].clone();
         let join = JoinState::new();
         let harness = Harness::new(future, join.clone());
-        let task = Task::new(self.next_task_id(), remote.clone(), Box::pin(harness));
+        let task = Task::new(self.clone(), index, stealable, Box::pin(harness));
         remote.metrics.spawned.add_shared(1);
         // Always through the remote queue, even from the target worker
         // itself: the worker registers tasks as it takes them from there.

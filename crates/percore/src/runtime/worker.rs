@@ -1,27 +1,32 @@
 //! One worker: its exclusively-owned state and its loop.
 //!
 //! Loop iteration (see `docs/architecture.md`, "Worker loop"):
-//! 1. move tasks handed over by other threads into the local run queue;
-//! 2. run up to `TASK_BUDGET` tasks, FIFO;
+//! 1. take in what other threads handed over: pinned tasks into the local
+//!    queue, mail about this ring's ops to the driver;
+//! 2. run up to `TASK_BUDGET` tasks, alternating between the local queue
+//!    (`spawn_local`) and the stealable queue (`spawn`), FIFO within each;
 //! 3. fire due timers;
 //! 4. one `io_uring_enter`: submit every queued SQE, reap every CQE;
 //! 5. call the wakers and drop the orphaned resources the reap collected;
-//! 6. with nothing runnable, park in the ring until a completion, the
-//!    nearest timer, or an unpark.
+//! 6. with nothing runnable: steal from a sibling (`sched/steal.rs`), and if
+//!    there is nothing worth stealing, park in the ring until a completion,
+//!    the nearest timer, or an unpark.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::shared::Shared;
 use crate::driver::op::OpData;
+use crate::driver::uring::forward::Mail;
 use crate::driver::IoDriver;
 use crate::metrics::WorkerMetrics;
-use crate::sched::Remote;
+use crate::sched::primitives::lock;
+use crate::sched::{steal, Remote};
 use crate::task::join::{Harness, JoinHandle, JoinState};
 use crate::task::raw::{RunResult, Task};
 use crate::time::timers::Timers;
@@ -37,12 +42,19 @@ pub(crate) struct Worker {
     pub(crate) metrics: Arc<WorkerMetrics>,
     pub(crate) driver: RefCell<IoDriver>,
     pub(crate) timers: RefCell<Timers>,
-    /// Runnable tasks. Bounded by the number of live tasks (a task is queued
-    /// at most once; see `task/raw.rs`).
-    pub(crate) run_queue: RefCell<VecDeque<Arc<Task>>>,
-    /// Every unfinished task this worker runs, so shutdown can drop them.
-    owned: RefCell<HashMap<u64, Arc<Task>>>,
+    /// Runnable `spawn_local` tasks (the stealable ones are in
+    /// `remote`). Bounded by the number of live tasks (a task is queued at
+    /// most once; see `task/state.rs`).
+    local: RefCell<VecDeque<Arc<Task>>>,
+    /// Which queue `run_tasks` serves next.
+    local_next: Cell<bool>,
+    /// Victim order for stealing.
+    rng: Cell<u64>,
+    /// Wake parked siblings with `IORING_OP_MSG_RING` (else: eventfd).
+    msg_ring: bool,
 }
+
+type Dead = Vec<(Box<dyn OpData>, i32)>;
 
 impl Worker {
     pub(crate) fn new(
@@ -50,21 +62,25 @@ impl Worker {
         shared: Arc<Shared>,
         remote: Arc<Remote>,
         driver: IoDriver,
+        msg_ring: bool,
     ) -> Worker {
         Worker {
             id,
             metrics: remote.metrics.clone(),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id << 17) ^ remote.index as u64 | 1),
             shared,
             remote,
             driver: RefCell::new(driver),
             timers: RefCell::new(Timers::default()),
-            run_queue: RefCell::new(VecDeque::new()),
-            owned: RefCell::new(HashMap::new()),
+            local: RefCell::new(VecDeque::new()),
+            local_next: Cell::new(false),
+            msg_ring,
         }
     }
 
-    /// Creates a task on this worker and queues it.
-    pub(crate) fn spawn_here<F>(&self, future: F) -> JoinHandle<F::Output>
+    /// Creates a task on this worker and queues it. `stealable` tasks may
+    /// move to other workers; the caller guarantees their future is `Send`.
+    pub(crate) fn spawn_here<F>(&self, future: F, stealable: bool) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -72,27 +88,60 @@ impl Worker {
         let join = JoinState::new();
         let harness = Harness::new(future, join.clone());
         let task = Task::new(
-            self.shared.next_task_id(),
-            self.remote.clone(),
+            self.shared.clone(),
+            self.remote.index,
+            stealable,
             Box::pin(harness),
         );
         self.register(&task);
         self.metrics.spawned.bump();
-        self.run_queue.borrow_mut().push_back(task.clone());
+        self.push_local(task.clone());
         JoinHandle::new(join, task)
     }
 
     fn register(&self, task: &Arc<Task>) {
-        task.registered.store(true, Relaxed);
-        self.owned.borrow_mut().insert(task.id, task.clone());
+        task.registered.store(true, Release);
+        self.remote.own(task);
+    }
+
+    /// Queues a SCHEDULED task whose home is this worker, from its thread.
+    pub(crate) fn push_local(&self, task: Arc<Task>) {
+        if task.stealable {
+            self.remote.push_own(task);
+            steal::wake_idle_sibling(&self.shared, &self.remote);
+        } else {
+            self.local.borrow_mut().push_back(task);
+        }
+    }
+
+    /// Wakes parked worker `target` with `IORING_OP_MSG_RING` from this
+    /// worker's ring; false if that is not possible here (the caller then
+    /// writes the target's eventfd).
+    pub(crate) fn send_wake(&self, target: &Remote) -> bool {
+        if !self.msg_ring {
+            return false;
+        }
+        let Ok(mut driver) = self.driver.try_borrow_mut() else {
+            return false;
+        };
+        let IoDriver::Uring(ring) = &mut *driver else {
+            return false;
+        };
+        let sent = target
+            .with_ring_fd(|fd| ring.send_wake(fd, target.index, &self.metrics))
+            .unwrap_or(false);
+        if sent {
+            self.metrics.msg_ring_wakes.bump();
+        }
+        sent
     }
 
     /// The loop; returns when the runtime shuts down.
     pub(crate) fn run(&self) {
         let mut wakers: Vec<Waker> = Vec::new();
-        let mut dead: Vec<(Box<dyn OpData>, i32)> = Vec::new();
+        let mut dead: Dead = Vec::new();
         loop {
-            self.drain_remote();
+            self.take_inbox(&mut wakers, &mut dead);
             self.run_tasks();
             self.fire_timers(&mut wakers);
             let submit = self.driver.borrow_mut().submit_and_reap(&self.metrics);
@@ -101,33 +150,72 @@ impl Worker {
             if self.shared.is_shutdown() {
                 return;
             }
-            if self.run_queue.borrow().is_empty() {
-                self.park(&mut wakers, &mut dead);
+            if self.local.borrow().is_empty() && !self.remote.has_work() {
+                match steal::steal(&self.shared, &self.remote, &self.rng) {
+                    Some(0) => self.park(&mut wakers, &mut dead, true),
+                    // Others are searching already: park without re-checking
+                    // siblings (they take care of the surplus).
+                    None => self.park(&mut wakers, &mut dead, false),
+                    Some(_) => {}
+                }
             }
         }
     }
 
-    fn drain_remote(&self) {
-        while let Some(task) = self.remote.pop() {
-            if !task.registered.load(Relaxed) {
+    /// Pinned tasks woken from other threads, and mail about ops on this
+    /// worker's ring from tasks that moved.
+    fn take_inbox(&self, wakers: &mut Vec<Waker>, dead: &mut Dead) {
+        while let Some(task) = self.remote.pop_pinned() {
+            if !task.registered.load(Acquire) {
                 self.register(&task);
             }
-            self.run_queue.borrow_mut().push_back(task);
+            self.local.borrow_mut().push_back(task);
         }
+        let mut got_mail = false;
+        while let Some(mail) = self.remote.pop_mail() {
+            got_mail = true;
+            let mut driver = self.driver.borrow_mut();
+            let ring = driver.uring();
+            match mail {
+                Mail::Forward { slot, cell } => wakers.extend(ring.forward(slot, cell)),
+                Mail::Orphan { slot, data } => {
+                    dead.extend(ring.orphan(slot, data.0, &self.metrics));
+                }
+            }
+        }
+        if got_mail {
+            self.run_ready(wakers, dead);
+        }
+    }
+
+    /// The next runnable `Send` task of this worker's own queue.
+    fn pop_own(&self) -> Option<Arc<Task>> {
+        let task = self.remote.pop_task()?;
+        if !task.registered.load(Acquire) {
+            self.register(&task);
+        }
+        Some(task)
     }
 
     fn run_tasks(&self) {
         for _ in 0..TASK_BUDGET {
-            let Some(task) = self.run_queue.borrow_mut().pop_front() else {
+            let local_first = self.local_next.get();
+            self.local_next.set(!local_first);
+            let task = if local_first {
+                let t = self.local.borrow_mut().pop_front();
+                t.or_else(|| self.pop_own())
+            } else {
+                self.pop_own()
+                    .or_else(|| self.local.borrow_mut().pop_front())
+            };
+            let Some(task) = task else {
                 return;
             };
             self.metrics.polls.bump();
             match task.run() {
                 RunResult::Idle => {}
-                RunResult::Requeue => self.run_queue.borrow_mut().push_back(task),
-                RunResult::Done => {
-                    self.owned.borrow_mut().remove(&task.id);
-                }
+                RunResult::Requeue => self.push_local(task),
+                RunResult::Done => self.remote.disown(task.id),
             }
         }
     }
@@ -144,65 +232,105 @@ impl Worker {
     }
 
     /// Runs what the last reap collected, with the driver unborrowed.
-    fn deliver(&self, wakers: &mut Vec<Waker>, dead: &mut Vec<(Box<dyn OpData>, i32)>) {
+    fn deliver(&self, wakers: &mut Vec<Waker>, dead: &mut Dead) {
         loop {
-            self.driver.borrow_mut().take_ready(wakers, dead);
+            let failed = {
+                let mut driver = self.driver.borrow_mut();
+                driver.take_ready(wakers, dead);
+                match &mut *driver {
+                    IoDriver::Uring(ring) => ring.take_failed_wakes(),
+                    IoDriver::Epoll(_) => Vec::new(),
+                }
+            };
+            // A MSG_RING wake that failed: use the target's eventfd.
+            for index in failed {
+                self.shared.remotes[index].unparker.signal();
+            }
             if wakers.is_empty() && dead.is_empty() {
                 return;
             }
-            for w in wakers.drain(..) {
-                w.wake();
-            }
-            for (data, res) in dead.drain(..) {
-                data.orphaned(res);
-            }
+            self.run_ready(wakers, dead);
         }
     }
 
-    fn park(&self, wakers: &mut Vec<Waker>, dead: &mut Vec<(Box<dyn OpData>, i32)>) {
-        let unparker = &self.remote.unparker;
-        unparker.prepare_park();
-        if !self.remote.is_empty() || self.shared.is_shutdown() || self.driver.borrow().has_ready()
-        {
-            unparker.finish_park();
-            return;
+    fn run_ready(&self, wakers: &mut Vec<Waker>, dead: &mut Dead) {
+        for w in wakers.drain(..) {
+            w.wake();
         }
-        let timeout = self
-            .timers
-            .borrow()
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        self.metrics.parks.bump();
-        let parked = self.driver.borrow_mut().park(timeout, &self.metrics);
-        unparker.finish_park();
+        for (data, res) in dead.drain(..) {
+            data.orphaned(res);
+        }
+    }
+
+    /// Parks unless something turns up in the re-check (`sched/park.rs`).
+    /// `siblings`: also stay up if a sibling's queue is worth stealing from.
+    fn park(&self, wakers: &mut Vec<Waker>, dead: &mut Dead, siblings: bool) {
+        let latch = &self.remote.unparker.latch;
+        let policy = &self.shared.steal;
+        latch.prepare_park();
+        if policy.enabled {
+            policy.enter_idle();
+        }
+        let stay = self.remote.has_work()
+            || !self.local.borrow().is_empty()
+            || self.shared.is_shutdown()
+            || self.driver.borrow().has_ready()
+            || (siblings && steal::sibling_has_surplus(&self.shared, &self.remote));
+        let parked = if stay {
+            Ok(())
+        } else {
+            let timeout = self
+                .timers
+                .borrow()
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            self.metrics.parks.bump();
+            self.driver.borrow_mut().park(timeout, &self.metrics)
+        };
+        if policy.enabled {
+            policy.leave_idle();
+        }
+        latch.finish_park();
         parked.expect("io_uring_enter failed while parking");
         self.deliver(wakers, dead);
     }
 
-    /// Shutdown: drop every task (cancelling their ops), then wait for the
-    /// kernel to finish with every op until `deadline`. Whatever is still in
-    /// flight after that is leaked by the driver, never freed.
+    /// Shutdown, in three phases (`docs/architecture.md`, "Shutdown"):
+    ///
+    /// 1. drop every task this worker owns (cancelling their ops);
+    /// 2. wait until every worker has done so, handling mail meanwhile: a
+    ///    dropped stolen task may send its ops' resources to this ring;
+    /// 3. close the queues, then wait for the kernel to finish with every op
+    ///    until `deadline`. Whatever is still in flight after that is leaked
+    ///    by the driver, never freed.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         let mut wakers = Vec::new();
         let mut dead = Vec::new();
         // Dropping futures may wake or even spawn tasks; repeat until none.
         for _ in 0..1000 {
-            self.drain_remote();
-            let tasks: Vec<Arc<Task>> = self.owned.borrow_mut().drain().map(|(_, t)| t).collect();
+            self.take_inbox(&mut wakers, &mut dead);
+            while self.pop_own().is_some() {}
+            let tasks: Vec<Arc<Task>> = lock(&self.remote.owned).drain().map(|(_, t)| t).collect();
             if tasks.is_empty() {
                 break;
             }
             for t in tasks {
                 t.cancel();
             }
-            self.run_queue.borrow_mut().clear();
+            self.local.borrow_mut().clear();
             self.deliver(&mut wakers, &mut dead);
         }
-        self.remote.close();
-        while let Some(t) = self.remote.pop() {
-            t.cancel();
+        self.shared.mark_tasks_dropped();
+        while !self.shared.all_tasks_dropped() && Instant::now() < deadline {
+            self.take_inbox(&mut wakers, &mut dead);
+            let _ = self.driver.borrow_mut().submit_and_reap(&self.metrics);
+            self.deliver(&mut wakers, &mut dead);
+            // Shutdown only: a short sleep, not a spin.
+            std::thread::sleep(Duration::from_micros(200));
         }
-        self.run_queue.borrow_mut().clear();
+        self.take_inbox(&mut wakers, &mut dead);
+        self.remote.close();
+        self.local.borrow_mut().clear();
         drop(self.timers.borrow_mut().clear());
         let _ = self.driver.borrow_mut().submit_and_reap(&self.metrics);
         self.deliver(&mut wakers, &mut dead);
@@ -218,7 +346,9 @@ impl Worker {
             }
             // Waking here only re-queues already-cancelled tasks.
             self.deliver(&mut wakers, &mut dead);
-            self.run_queue.borrow_mut().clear();
+            self.local.borrow_mut().clear();
+            while self.remote.pop_task().is_some() {}
         }
+        self.remote.detach_ring();
     }
 }

@@ -1,23 +1,48 @@
-//! The part of a worker that other threads may touch: its remote run queue
-//! and its unparker.
+//! The part of a worker that other threads may touch: its queues, the tasks
+//! it owns, its mail, and how to wake it.
 //!
-//! The remote queue is unbounded by type but bounded in practice: a task is
-//! enqueued only on its IDLE → SCHEDULED transition (see `task/raw.rs`), so
-//! the queue never holds more entries than there are live tasks.
+//! - `tasks`: runnable `Send` tasks. Any thread pushes (wakes), the owner
+//!   pops, and idle siblings steal from it (`sched/steal.rs`).
+//! - `pinned`: runnable `spawn_local` tasks woken from other threads; the
+//!   owner moves them to its local queue. Nobody else may take them.
+//! - `mail`: messages about ops in flight on this worker's ring whose task
+//!   moved elsewhere (`driver/uring/forward.rs`).
+//! - `owned`: every unfinished task this worker is responsible for (the one
+//!   that polls it and drops it at shutdown). A steal moves a task's entry
+//!   from the victim's map to the thief's before the thief may poll it.
+//!
+//! The queues are unbounded by type but bounded in practice: a task is
+//! enqueued only on its IDLE → SCHEDULED transition (`task/state.rs`), so
+//! they never hold more entries than there are live tasks.
 
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::mem;
+use std::os::fd::RawFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 
 use crossbeam_queue::SegQueue;
 
 use super::park::Unparker;
+use super::primitives::{lock, AtomicBool, Mutex, Ordering::*};
+use crate::driver::uring::forward::Mail;
 use crate::metrics::WorkerMetrics;
+use crate::runtime::context;
 use crate::task::raw::Task;
 
 pub(crate) struct Remote {
     pub(crate) index: usize,
-    queue: SegQueue<Arc<Task>>,
+    /// Process-unique id of the worker serving this slot (0 before start).
+    worker_id: AtomicU64,
+    tasks: SegQueue<Arc<Task>>,
+    pinned: SegQueue<Arc<Task>>,
+    mail: SegQueue<Mail>,
+    pub(crate) owned: Mutex<HashMap<u64, Arc<Task>>>,
     pub(crate) unparker: Unparker,
+    /// The worker's ring fd while it runs io_uring (target of `MSG_RING`
+    /// wakes). Senders hold the read lock across their submit; the worker
+    /// takes the write lock to clear it before closing the ring.
+    ring_fd: RwLock<Option<RawFd>>,
     closed: AtomicBool,
     pub(crate) metrics: Arc<WorkerMetrics>,
 }
@@ -26,46 +51,133 @@ impl Remote {
     pub(crate) fn new(index: usize, metrics: Arc<WorkerMetrics>) -> std::io::Result<Remote> {
         Ok(Remote {
             index,
-            queue: SegQueue::new(),
+            worker_id: AtomicU64::new(0),
+            tasks: SegQueue::new(),
+            pinned: SegQueue::new(),
+            mail: SegQueue::new(),
+            owned: Mutex::new(HashMap::new()),
             unparker: Unparker::new()?,
+            ring_fd: RwLock::new(None),
             closed: AtomicBool::new(false),
             metrics,
         })
     }
 
-    /// Hands a SCHEDULED task to this worker from another thread.
+    pub(crate) fn worker_id(&self) -> u64 {
+        self.worker_id.load(Acquire)
+    }
+
+    /// Worker start-up: who serves this slot, and its ring (if io_uring).
+    pub(crate) fn attach(&self, worker_id: u64, ring_fd: Option<RawFd>) {
+        self.worker_id.store(worker_id, Release);
+        *self.ring_fd.write().unwrap_or_else(|e| e.into_inner()) = ring_fd;
+    }
+
+    /// Worker exit, before its ring closes: no more `MSG_RING` to it.
+    pub(crate) fn detach_ring(&self) {
+        *self.ring_fd.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Runs `f` with the ring fd held open, if the worker has a ring.
+    pub(crate) fn with_ring_fd<R>(&self, f: impl FnOnce(RawFd) -> R) -> Option<R> {
+        let fd = self.ring_fd.read().unwrap_or_else(|e| e.into_inner());
+        fd.map(f)
+    }
+
+    /// Owner thread: queue a runnable `Send` task of its own.
+    pub(crate) fn push_own(&self, task: Arc<Task>) {
+        self.tasks.push(task);
+    }
+
+    /// Any other thread: hand a SCHEDULED task to this worker.
     pub(crate) fn push(&self, task: Arc<Task>) {
-        self.queue.push(task);
+        if task.stealable {
+            self.tasks.push(task);
+        } else {
+            self.pinned.push(task);
+        }
         self.metrics.remote_schedules.add_shared(1);
         if self.closed.load(SeqCst) {
             // The worker has exited: nobody will run these. Their futures are
-            // Send (local tasks never outlive their worker's shutdown), so
-            // dropping them here is allowed.
+            // Send or gone (see `Task::cancel_foreign`), so dropping them here
+            // is allowed.
             self.drain_closed();
             return;
         }
-        if self.unparker.unpark() {
-            self.metrics.remote_unparks.add_shared(1);
+        self.unpark();
+    }
+
+    /// Any other thread: a message about an op on this worker's ring.
+    pub(crate) fn post(&self, mail: Mail) {
+        self.mail.push(mail);
+        if self.closed.load(SeqCst) {
+            self.drain_closed();
+            return;
         }
+        self.unpark();
     }
 
-    /// Worker: the next task handed over from another thread.
-    pub(crate) fn pop(&self) -> Option<Arc<Task>> {
-        self.queue.pop()
+    /// Makes sure the worker sees what was just published. Signals it only
+    /// if it is parked: with `MSG_RING` from the caller's own ring when the
+    /// caller is an io_uring worker (`Worker::send_wake`), else by eventfd.
+    pub(crate) fn unpark(&self) -> bool {
+        if !self.unparker.latch.notify() {
+            return false;
+        }
+        self.metrics.remote_unparks.add_shared(1);
+        let sent = context::with_worker(|w| w.send_wake(self)).unwrap_or(false);
+        if !sent {
+            self.unparker.signal();
+        }
+        true
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+    /// The next runnable `Send` task (the owner, or a thief).
+    pub(crate) fn pop_task(&self) -> Option<Arc<Task>> {
+        self.tasks.pop()
     }
 
-    /// Worker, at exit: refuse further tasks.
+    pub(crate) fn stealable_len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub(crate) fn pop_pinned(&self) -> Option<Arc<Task>> {
+        self.pinned.pop()
+    }
+
+    pub(crate) fn pop_mail(&self) -> Option<Mail> {
+        self.mail.pop()
+    }
+
+    /// Whether anything is waiting for the owner.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.tasks.is_empty() || !self.pinned.is_empty() || !self.mail.is_empty()
+    }
+
+    /// Worker, at exit: refuse further tasks and mail.
     pub(crate) fn close(&self) {
         self.closed.store(true, SeqCst);
+        self.drain_closed();
     }
 
     fn drain_closed(&self) {
-        while let Some(t) = self.queue.pop() {
+        while let Some(t) = self.tasks.pop().or_else(|| self.pinned.pop()) {
             t.cancel_foreign();
         }
+        while let Some(m) = self.mail.pop() {
+            if let Mail::Orphan { data, .. } = m {
+                // Its ring may still be writing into it: never free it.
+                mem::forget(data);
+            }
+        }
+    }
+
+    /// Registers `task` as owned by this worker.
+    pub(crate) fn own(&self, task: &Arc<Task>) {
+        lock(&self.owned).insert(task.id, task.clone());
+    }
+
+    pub(crate) fn disown(&self, id: u64) {
+        lock(&self.owned).remove(&id);
     }
 }

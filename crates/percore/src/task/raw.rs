@@ -2,53 +2,49 @@
 //!
 //! ## State protocol
 //!
-//! ```text
-//! IDLE ──wake──▶ SCHEDULED ──worker pops──▶ RUNNING ──Pending──▶ IDLE
-//!                    ▲                        │  ▲
-//!                    └──(re-queued)◀─ NOTIFIED ◀─┘ wake during poll
-//! RUNNING ──Ready / aborted / shutdown──▶ DONE (future dropped)
-//! ```
-//!
-//! A task is in at most one run queue at a time: only the wake that moves it
-//! IDLE → SCHEDULED enqueues it, and a wake during a poll only sets NOTIFIED;
-//! the worker re-queues it after the poll. So run queues hold at most one
-//! entry per live task — that is their bound.
+//! See `task/state.rs`: a task is in at most one queue at a time, so queues
+//! hold at most one entry per live task — that is their bound.
 //!
 //! ## Who touches the future
 //!
-//! Only the task's home worker thread polls or drops `future` (that is what
-//! makes `unsafe impl Send/Sync` sound for `!Send` futures of `spawn_local`):
-//! the worker that runs a task owns it through its `owned` map until the task
-//! is DONE, and takes futures out of all its tasks at shutdown. Wakers and
-//! join handles on other threads only touch the atomics and the queue.
+//! Only the task's home worker thread polls or drops `future`: the worker
+//! whose `owned` map holds the task (`sched/remote.rs`). It owns the task
+//! until it is DONE, and takes futures out of all its tasks at shutdown.
+//! Wakers and join handles on other threads only touch the atomics and the
+//! queues.
+//!
+//! The home changes only by a steal (`sched/steal.rs`), and only for
+//! `stealable` tasks, whose futures are `Send`: the thief pops the task from
+//! the victim's queue (so it is SCHEDULED, not running) and moves its
+//! `owned` entry before polling it. `spawn_local` futures are never
+//! `stealable`, so they are only ever touched on the thread that created
+//! them — that is what makes `unsafe impl Send/Sync` sound for them.
 
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use super::state::{AfterPoll, TaskState};
 use crate::runtime::context;
-use crate::sched::Remote;
-
-pub(crate) const IDLE: u8 = 0;
-pub(crate) const SCHEDULED: u8 = 1;
-pub(crate) const RUNNING: u8 = 2;
-pub(crate) const NOTIFIED: u8 = 3;
-pub(crate) const DONE: u8 = 4;
+use crate::runtime::shared::Shared;
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 pub(crate) struct Task {
     pub(crate) id: u64,
-    state: AtomicU8,
+    state: TaskState,
     aborted: AtomicBool,
-    /// Registered in its worker's `owned` map (false only while a task spawned
-    /// from another thread waits in the remote queue).
+    /// Registered in its home worker's `owned` map (false only while a task
+    /// spawned from another thread waits in its first queue).
     pub(crate) registered: AtomicBool,
-    /// The worker that polls this task.
-    pub(crate) home: Arc<Remote>,
+    /// May move to another worker (`spawn`); false for `spawn_local`.
+    pub(crate) stealable: bool,
+    /// Index of the worker that owns and polls this task.
+    home: AtomicUsize,
+    pub(crate) shared: Arc<Shared>,
     future: UnsafeCell<Option<BoxFuture>>,
 }
 
@@ -70,20 +66,38 @@ pub(crate) enum RunResult {
 
 impl Task {
     /// A new task in state SCHEDULED: the caller must enqueue it once.
-    pub(crate) fn new(id: u64, home: Arc<Remote>, future: BoxFuture) -> Arc<Task> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        home: usize,
+        stealable: bool,
+        future: BoxFuture,
+    ) -> Arc<Task> {
         Arc::new(Task {
-            id,
-            state: AtomicU8::new(SCHEDULED),
+            id: shared.next_task_id(),
+            state: TaskState::new_scheduled(),
             aborted: AtomicBool::new(false),
             registered: AtomicBool::new(false),
-            home,
+            stealable,
+            home: AtomicUsize::new(home),
+            shared,
             future: UnsafeCell::new(Some(future)),
         })
     }
 
+    pub(crate) fn home(&self) -> usize {
+        self.home.load(Acquire)
+    }
+
+    /// A thief took this task: it now belongs to worker `index`. Called
+    /// between popping it (SCHEDULED) and polling it.
+    pub(crate) fn set_home(&self, index: usize) {
+        debug_assert!(self.stealable, "a spawn_local task was stolen");
+        self.home.store(index, Release);
+    }
+
     /// Polls the future once. Must be called on the home worker's thread.
     pub(crate) fn run(self: &Arc<Self>) -> RunResult {
-        self.state.store(RUNNING, Release);
+        self.state.start_run();
         // SAFETY: we are on the home worker (the only caller), and polls do
         // not nest: a task cannot run itself, since a wake while RUNNING only
         // sets NOTIFIED.
@@ -99,23 +113,20 @@ impl Task {
             }
         };
         if ready {
-            self.state.store(DONE, Release);
+            self.state.set_done();
             let fut = slot.take();
             drop_future(fut);
             return RunResult::Done;
         }
-        match self.state.compare_exchange(RUNNING, IDLE, AcqRel, Acquire) {
-            Ok(_) => RunResult::Idle,
-            Err(_) => {
-                self.state.store(SCHEDULED, Release);
-                RunResult::Requeue
-            }
+        match self.state.finish_pending() {
+            AfterPoll::Idle => RunResult::Idle,
+            AfterPoll::Requeue => RunResult::Requeue,
         }
     }
 
     /// Drops the future without polling (shutdown). Home worker only.
     pub(crate) fn cancel(&self) {
-        self.state.store(DONE, Release);
+        self.state.set_done();
         // SAFETY: called by the home worker, not during a poll of this task.
         let fut = unsafe { &mut *self.future.get() }.take();
         drop_future(fut);
@@ -129,41 +140,29 @@ impl Task {
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Acquire) == DONE
+        self.state.is_done()
     }
 
     /// Makes the task runnable (the wake path).
     pub(crate) fn schedule(self: &Arc<Self>) {
-        let mut cur = self.state.load(Acquire);
-        loop {
-            let next = match cur {
-                IDLE => SCHEDULED,
-                RUNNING => NOTIFIED,
-                _ => return,
-            };
-            match self.state.compare_exchange_weak(cur, next, AcqRel, Acquire) {
-                Ok(_) if next == SCHEDULED => break,
-                Ok(_) => return,
-                Err(actual) => cur = actual,
-            }
+        if self.state.schedule() {
+            enqueue(self.clone());
         }
-        enqueue(self.clone());
     }
 }
 
-/// Puts a SCHEDULED task into its home worker's queue: the local run queue
-/// when we are on that worker, the remote queue (and an unpark) otherwise.
+/// Puts a SCHEDULED task into its home worker's queues: directly when we are
+/// on that worker, through its remote side (and an unpark) otherwise.
 pub(crate) fn enqueue(task: Arc<Task>) {
     let mut task = Some(task);
     context::with_worker(|w| {
-        if Arc::ptr_eq(&w.remote, &task.as_ref().expect("task").home) {
-            w.run_queue
-                .borrow_mut()
-                .push_back(task.take().expect("task"));
+        let t = task.as_ref().expect("task");
+        if w.remote.index == t.home() && Arc::ptr_eq(&w.shared, &t.shared) {
+            w.push_local(task.take().expect("task"));
         }
     });
     if let Some(task) = task {
-        let home = task.home.clone();
+        let home = task.shared.remotes[task.home()].clone();
         home.push(task);
     }
 }
@@ -218,7 +217,7 @@ impl Task {
     /// `Runtime::spawn_local_on` before its first poll). A task is in the
     /// queue at most once, so no other thread pops it concurrently.
     pub(crate) fn cancel_foreign(&self) {
-        self.state.store(DONE, Release);
+        self.state.set_done();
         // SAFETY: exclusive access to a `None` or `Send` future (see above).
         let fut = unsafe { &mut *self.future.get() }.take();
         drop_future(fut);

@@ -10,12 +10,14 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::forward::Forwarded;
 use super::setup::{build_ring, RingFeatures, RingSetup};
 use crate::driver::op::OpData;
 use crate::metrics::WorkerMetrics;
@@ -28,6 +30,12 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 const CANCEL_TAG: u64 = u64::MAX;
 /// CQE of the read on the worker's unpark eventfd.
 const UNPARK_TAG: u64 = u64::MAX - 1;
+/// CQE a sibling posted into this ring with `IORING_OP_MSG_RING`: a wake.
+const WAKE_TAG: u64 = u64::MAX - 2;
+/// CQE of a `MSG_RING` this ring sent to worker `tag - WAKE_SENT_BASE`; only
+/// posted on failure (`IOSQE_CQE_SKIP_SUCCESS`), and then that worker gets
+/// its eventfd written instead.
+const WAKE_SENT_BASE: u64 = 1 << 62;
 
 /// Where one op stands. See `docs/architecture.md`, "Op lifecycle".
 pub(crate) enum Slot {
@@ -40,6 +48,9 @@ pub(crate) enum Slot {
     /// The future was dropped while the op was in flight: the driver owns the
     /// op's resources until the final CQE, then drops them.
     Orphaned(Box<dyn OpData>),
+    /// Submitted, and its task now runs on another worker: the result goes
+    /// into the cell (`forward.rs`).
+    Forwarded(Arc<Forwarded>),
 }
 
 pub(crate) struct Driver {
@@ -55,6 +66,8 @@ pub(crate) struct Driver {
     unpark_fd: RawFd,
     unpark_buf: Box<u64>,
     unpark_armed: bool,
+    /// Workers whose `MSG_RING` wake failed: signal their eventfd instead.
+    failed_wakes: Vec<usize>,
 }
 
 impl Driver {
@@ -72,7 +85,13 @@ impl Driver {
             unpark_fd,
             unpark_buf: Box::new(0),
             unpark_armed: false,
+            failed_wakes: Vec::new(),
         })
+    }
+
+    /// The ring's fd: the target of siblings' `MSG_RING` wakes.
+    pub(crate) fn ring_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
     }
 
     pub(crate) fn features(&self) -> RingFeatures {
@@ -131,8 +150,8 @@ impl Driver {
                 }
                 Poll::Pending
             }
-            Slot::Free | Slot::Orphaned(_) => {
-                unreachable!("op slot {idx} polled after it was released")
+            Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) => {
+                unreachable!("op slot {idx} polled after it was released or forwarded")
             }
         }
     }
@@ -155,7 +174,7 @@ impl Driver {
                 self.free.push(idx);
                 Some((data, res))
             }
-            Slot::InFlight(_) => {
+            Slot::InFlight(_) | Slot::Forwarded(_) => {
                 *slot = Slot::Orphaned(data);
                 let cancel = opcode::AsyncCancel::new(u64::from(idx))
                     .build()
@@ -170,13 +189,71 @@ impl Driver {
         }
     }
 
+    /// Mail from another worker: op `idx`'s task moved there; deliver the
+    /// result into `cell`. Returns the waker to call if it is already here.
+    pub(crate) fn forward(&mut self, idx: u32, cell: Arc<Forwarded>) -> Option<Waker> {
+        let slot = &mut self.slots[idx as usize];
+        match slot {
+            Slot::Done { res, flags } => match cell.complete(*res, *flags) {
+                Ok(w) => {
+                    *slot = Slot::Free;
+                    self.free.push(idx);
+                    w
+                }
+                // Dropped meanwhile: the slot waits for the orphan mail.
+                Err(()) => None,
+            },
+            Slot::InFlight(_) => {
+                *slot = Slot::Forwarded(cell);
+                None
+            }
+            Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) => {
+                unreachable!("forward mail for op slot {idx}, which is not live")
+            }
+        }
+    }
+
+    /// Wakes the worker whose ring is `target_ring` by posting a CQE into it
+    /// (`IORING_OP_MSG_RING`), submitted at once. False if it could not be
+    /// queued or submitted: the caller writes the target's eventfd instead.
+    /// The caller keeps `target_ring` open until this returns (the kernel
+    /// resolves the fd during the submit).
+    pub(crate) fn send_wake(
+        &mut self,
+        target_ring: RawFd,
+        target_index: usize,
+        metrics: &WorkerMetrics,
+    ) -> bool {
+        let msg = opcode::MsgRingData::new(types::Fd(target_ring), 0, WAKE_TAG, None)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(WAKE_SENT_BASE + target_index as u64);
+        // SAFETY: a MSG_RING data SQE references no memory of ours.
+        if unsafe { self.ring.submission().push(&msg) }.is_err() {
+            return false;
+        }
+        metrics.submitted.bump();
+        metrics.enters.bump();
+        self.ring.submit().is_ok()
+    }
+
+    /// Workers whose `MSG_RING` wake failed since the last call.
+    pub(crate) fn take_failed_wakes(&mut self) -> Vec<usize> {
+        mem::take(&mut self.failed_wakes)
+    }
+
     /// Asks the kernel to cancel every op still in flight (shutdown).
     pub(crate) fn cancel_all(&mut self, metrics: &WorkerMetrics) {
         let targets: Vec<u64> = self
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| matches!(s, Slot::InFlight(_) | Slot::Orphaned(_)))
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    Slot::InFlight(_) | Slot::Orphaned(_) | Slot::Forwarded(_)
+                )
+            })
             .map(|(i, _)| i as u64)
             .chain(self.unpark_armed.then_some(UNPARK_TAG))
             .collect();
@@ -310,7 +387,14 @@ impl Driver {
                     let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
                     match ud {
                         CANCEL_TAG => {}
-                        UNPARK_TAG => self.unpark_armed = false,
+                        UNPARK_TAG => {
+                            self.unpark_armed = false;
+                            metrics.remote_wakes.bump();
+                        }
+                        WAKE_TAG => metrics.remote_wakes.bump(),
+                        ud if ud >= WAKE_SENT_BASE => {
+                            self.failed_wakes.push((ud - WAKE_SENT_BASE) as usize)
+                        }
                         _ => complete_slot(
                             &mut self.slots,
                             &mut self.free,
@@ -383,6 +467,19 @@ fn complete_slot(
             dead.push((data, res));
             free.push(idx);
             *in_flight -= 1;
+        }
+        Slot::Forwarded(cell) => {
+            *in_flight -= 1;
+            match cell.complete(res, flags) {
+                Ok(w) => {
+                    wakers.extend(w);
+                    *slot = Slot::Free;
+                    free.push(idx);
+                }
+                // Its future was dropped on the other worker: the orphan
+                // mail with the resources frees the slot.
+                Err(()) => *slot = Slot::Done { res, flags },
+            }
         }
         Slot::Free | Slot::Done { .. } => {
             unreachable!("completion for op slot {idx}, which has no op in flight")

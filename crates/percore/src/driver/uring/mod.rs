@@ -2,6 +2,7 @@
 //! worker's thread.
 
 mod driver;
+pub(crate) mod forward;
 pub(crate) mod ops;
 mod setup;
 

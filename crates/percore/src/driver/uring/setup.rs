@@ -23,6 +23,10 @@ pub struct RingFeatures {
     pub sq_entries: u32,
     /// Completion queue entries.
     pub cq_entries: u32,
+    /// `IORING_OP_MSG_RING` (and `IOSQE_CQE_SKIP_SUCCESS`) are available:
+    /// workers wake each other by posting a completion into the target's
+    /// ring instead of writing its eventfd (`WakeMode`).
+    pub msg_ring: bool,
 }
 
 impl fmt::Display for RingFeatures {
@@ -117,6 +121,7 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
                     coop_taskrun,
                     sq_entries: p.sq_entries(),
                     cq_entries: p.cq_entries(),
+                    msg_ring: p.is_feature_skip_cqe_on_success() && probe_msg_ring(&ring),
                 };
                 return Ok((ring, features));
             }
@@ -131,6 +136,13 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
 }
 
 /// Wraps an io_uring setup error in a message naming the likely cause and fix.
+/// Asks the kernel whether it knows `IORING_OP_MSG_RING` (Linux 5.18).
+fn probe_msg_ring(ring: &IoUring) -> bool {
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(io_uring::opcode::MsgRingData::CODE)
+}
+
 pub(crate) fn explain(e: io::Error) -> io::Error {
     let hint = match e.raw_os_error() {
         Some(libc::ENOSYS) => "this kernel was built without io_uring (CONFIG_IO_URING)",
