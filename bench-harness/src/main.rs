@@ -127,6 +127,10 @@ struct CompareArgs {
     /// The percore-echo binary (default: next to this one).
     #[arg(long)]
     percore_echo: Option<PathBuf>,
+    /// `skew` scenario: CPU burnt per message (percore-echo --work-us), in
+    /// µs; large enough that one core saturates.
+    #[arg(long, default_value_t = 100)]
+    skew_work_us: u32,
 }
 
 fn main() -> ExitCode {
@@ -239,6 +243,7 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
         rate_fractions: a.rates,
         out: a.out.unwrap_or_else(|| compare::default_out(&workspace)),
         percore_echo: a.percore_echo.unwrap_or_else(|| dir.join("percore-echo")),
+        skew_work_us: a.skew_work_us,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let out = compare::run(&cfg)?;

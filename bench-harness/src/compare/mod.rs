@@ -39,6 +39,11 @@ pub enum Scenario {
     Conns,
     /// Closed loop at 64 B, 1 KiB, 16 KiB and 64 KiB messages.
     Sizes,
+    /// Work stealing: percore-echo with 2 workers, stealing on vs off, under
+    /// skew (only worker 0 accepts, `--work-us` per message) and under
+    /// uniform load (all accept, no extra work). Ignores `--servers` and
+    /// `--layout` (the server needs both cores).
+    Skew,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +95,7 @@ pub struct CompareConfig {
     pub rate_fractions: Vec<f64>,
     pub out: PathBuf,
     pub percore_echo: PathBuf,
+    pub skew_work_us: u32,
     pub command: String,
 }
 
@@ -169,10 +175,11 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
     raise_fd_limit();
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", cfg.out.display())))?;
-    let needs_echo = cfg
-        .servers
-        .iter()
-        .any(|s| matches!(s, ServerName::Percore | ServerName::PercoreEpoll));
+    let needs_echo = cfg.scenarios.contains(&Scenario::Skew)
+        || cfg
+            .servers
+            .iter()
+            .any(|s| matches!(s, ServerName::Percore | ServerName::PercoreEpoll));
     if !cfg.percore_echo.exists() && needs_echo {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -224,6 +231,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
                     .collect();
                 r.closed_points("sizes", &pts)?
             }
+            Scenario::Skew => r.skew()?,
         }
     }
     r.progress.finish();
@@ -243,6 +251,7 @@ fn planned_runs(cfg: &CompareConfig) -> usize {
             Scenario::Latency => n + n * cfg.reps * cfg.rate_fractions.len(),
             Scenario::Conns => 3 * n * cfg.reps,
             Scenario::Sizes => 4 * n * cfg.reps,
+            Scenario::Skew => 2 * 2 * cfg.reps,
         })
         .sum()
 }
@@ -323,7 +332,11 @@ impl Runner<'_> {
             scenario: scenario.into(),
             point: point.into(),
             server: server.name.clone(),
-            layout: format!("{:?}", self.cfg.layout).to_lowercase(),
+            layout: if scenario == "skew" {
+                "shared".into()
+            } else {
+                format!("{:?}", self.cfg.layout).to_lowercase()
+            },
             repetition: rep + 1,
             load: res.report,
             server_usage: usage,
@@ -335,6 +348,63 @@ impl Runner<'_> {
         }
         self.results.runs.push(rec.clone());
         Ok(rec)
+    }
+
+    /// The `skew` scenario: two points (skewed, uniform), each with the
+    /// server stealing and not, alternating, closed loop.
+    fn skew(&mut self) -> io::Result<()> {
+        let work = self.cfg.skew_work_us.to_string();
+        let points = [
+            (
+                format!("skew accept-on=1 work-us={work}"),
+                vec!["--accept-on", "1", "--work-us", &work],
+            ),
+            ("uniform work-us=0".to_string(), vec![]),
+        ];
+        for (point, extra) in points {
+            let servers = [("percore-steal", false), ("percore-nosteal", true)]
+                .iter()
+                .map(|&(name, off)| {
+                    let mut args: Vec<String> = [
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--workers",
+                        "2",
+                        "--driver",
+                        "uring",
+                    ]
+                    .iter()
+                    .chain(&extra)
+                    .map(|s| s.to_string())
+                    .collect();
+                    if off {
+                        args.push("--no-steal".into());
+                    }
+                    let spec = ServerSpec {
+                        name: name.into(),
+                        program: self.cfg.percore_echo.clone(),
+                        args,
+                    };
+                    Server::start(&spec, &[])
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            for rep in 0..self.cfg.reps {
+                for i in Self::order(servers.len(), rep) {
+                    let mut lc = self.load_config(
+                        &servers[i],
+                        Mode::Closed { depth: 1 },
+                        self.cfg.conns,
+                        self.cfg.size,
+                    );
+                    // The server uses both cores; the generator floats.
+                    lc.cores = vec![];
+                    lc.spin_us = 0;
+                    self.measure("skew", &point, &servers[i], rep, &lc)?;
+                }
+            }
+            servers.into_iter().for_each(Server::stop);
+        }
+        Ok(())
     }
 
     /// Closed-loop runs at each (point, conns, size), alternating servers.

@@ -60,6 +60,27 @@ pub struct Args {
     /// they are closed, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub drain_timeout: f64,
+
+    /// Bind listeners on only the first K workers; the others serve only
+    /// connections they steal (uneven load on purpose). Default: all.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub accept_on: Option<u16>,
+
+    /// Burn this many microseconds of CPU per message received, to make
+    /// the server CPU-bound on purpose.
+    #[arg(long, value_name = "US", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub work_us: u32,
+
+    /// Turn work stealing off (connections stay on the worker that
+    /// accepted them).
+    #[arg(long)]
+    pub no_steal: bool,
+
+    /// Shortest sibling queue an idle worker steals from.
+    #[arg(long, value_name = "TASKS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub steal_threshold: u32,
 }
 
 impl Args {

@@ -44,13 +44,25 @@ fn run(args: &Args) -> Result<(), String> {
     builder
         .pin(!args.no_pin)
         .ring_entries(args.ring_entries)
-        .driver(args.driver.into());
+        .driver(args.driver.into())
+        .steal(!args.no_steal)
+        .steal_threshold(args.steal_threshold as usize);
     let rt = builder
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let n = rt.workers().len();
+    let accepting = match args.accept_on {
+        None => n,
+        Some(k) if usize::from(k) <= n => usize::from(k),
+        Some(k) => {
+            return Err(format!(
+                "--accept-on {k} is more than the {n} workers: pick 1..={n}"
+            ))
+        }
+    };
+    let work = Duration::from_micros(args.work_us.into());
     let open = Arc::new(AtomicUsize::new(0));
-    let stats: Vec<Arc<Stats>> = (0..n).map(|_| Arc::new(Stats::default())).collect();
+    let stats: Vec<Arc<Stats>> = (0..accepting).map(|_| Arc::new(Stats::default())).collect();
 
     let mut addr = args.listen;
     let mut acceptors: Vec<JoinHandle<()>> = Vec::with_capacity(n);
@@ -59,7 +71,7 @@ fn run(args: &Args) -> Result<(), String> {
         let (st, open, buffer) = (st.clone(), open.clone(), args.buffer as usize);
         let bind_to = addr;
         acceptors.push(rt.spawn_local_on(i, move || {
-            serve_worker(bind_to, buffer, st, open, i == 0, tx)
+            serve_worker(bind_to, buffer, work, st, open, i == 0, tx)
         }));
         let bound = rx
             .blocking_recv()
@@ -68,7 +80,11 @@ fn run(args: &Args) -> Result<(), String> {
         addr = bound.map_err(|e| format!("worker {i}: {e}"))?;
     }
     for w in rt.workers() {
-        eprintln!("percore-echo: {w}, listening on {addr}");
+        if w.index < accepting {
+            eprintln!("percore-echo: {w}, listening on {addr}");
+        } else {
+            eprintln!("percore-echo: {w}, no listener (serves stolen connections)");
+        }
     }
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();

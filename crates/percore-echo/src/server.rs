@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use percore::net::{ListenOptions, TcpListener, TcpStream};
 use percore::sync::oneshot;
@@ -26,6 +27,7 @@ pub struct Stats {
 pub async fn serve_worker(
     addr: SocketAddr,
     buffer: usize,
+    work: Duration,
     stats: Arc<Stats>,
     open: Arc<AtomicUsize>,
     first: bool,
@@ -62,7 +64,7 @@ pub async fn serve_worker(
                 let stats = stats.clone();
                 let open = open.clone();
                 percore::spawn(async move {
-                    if echo(stream, buffer, &stats).await.is_err() {
+                    if echo(stream, buffer, work, &stats).await.is_err() {
                         stats.errors.fetch_add(1, Relaxed);
                     }
                     open.fetch_sub(1, Relaxed);
@@ -84,6 +86,14 @@ pub async fn serve_worker(
     }
 }
 
+/// `--work-us`: keeps this core busy for `d`, as request handling would.
+fn burn(d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
 fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -99,7 +109,7 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// Echoes until the peer closes; an error ends only this connection.
-async fn echo(stream: TcpStream, buffer: usize, stats: &Stats) -> io::Result<()> {
+async fn echo(stream: TcpStream, buffer: usize, work: Duration, stats: &Stats) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(buffer);
     loop {
@@ -112,6 +122,9 @@ async fn echo(stream: TcpStream, buffer: usize, stats: &Stats) -> io::Result<()>
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(e),
         };
+        if !work.is_zero() {
+            burn(work);
+        }
         let (res, b) = stream.write_all(buf).await;
         buf = b;
         match res {

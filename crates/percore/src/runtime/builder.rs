@@ -58,7 +58,7 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(5),
             thread_name: "percore-worker".into(),
             steal: true,
-            steal_threshold: 2,
+            steal_threshold: 8,
             wake_mode: WakeMode::Auto,
         }
     }
@@ -121,7 +121,7 @@ impl Builder {
         self
     }
 
-    /// The shortest sibling queue worth stealing from (default 2, minimum
+    /// The shortest sibling queue worth stealing from (default 8, minimum
     /// 1): below it, moving a task costs more than waiting for it.
     pub fn steal_threshold(&mut self, tasks: usize) -> &mut Self {
         self.steal_threshold = tasks.max(1);
