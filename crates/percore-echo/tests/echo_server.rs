@@ -262,6 +262,48 @@ fn bad_flags_and_busy_ports_fail_with_one_clear_line() {
     first.stop();
 }
 
+#[test]
+fn accept_on_one_worker_still_serves_everyone_and_bad_counts_fail_clearly() {
+    let done = watchdog(120);
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--accept-on",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--accept-on 3") && err.contains("1..=2"),
+        "{err}"
+    );
+
+    // One listener, CPU work per message: the other worker serves what it
+    // steals; every byte still comes back.
+    let server = Server::start(&["--workers", "2", "--accept-on", "1", "--work-us", "50"]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..40u64)
+        .map(|i| std::thread::spawn(move || client(addr, 0x51_7cc1 * (i + 1))))
+        .collect();
+    let bytes: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(bytes > 40);
+    let err = server.stop();
+    assert!(
+        err.contains("no listener (serves stolen connections)"),
+        "stderr:\n{err}"
+    );
+    assert!(
+        err.contains("percore-echo: worker 0: 40 connections"),
+        "stderr:\n{err}"
+    );
+    done.store(true, SeqCst);
+}
+
 /// Link targets of a process's fds (`anon_inode:[io_uring]`, `anon_inode:[eventpoll]`, ...).
 fn fd_kinds(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
