@@ -147,9 +147,14 @@ fn stolen_tasks_with_ops_in_flight_complete_once_and_leak_nothing() {
     let m = rt.metrics();
     let stolen: u64 = m.iter().map(|w| w.stolen_tasks).sum();
     eprintln!("stress metrics: {m:?}");
-    assert!(stolen > 0, "nothing was stolen: {m:?}");
+    // Which tasks move is up to timing (on epoll a nop is only a yield, and
+    // the nop tasks may all finish before worker 1 looks); that some do is
+    // not.
     let ran = *ran_on.lock().unwrap();
-    assert!(ran[1] > 0, "worker 1 ran none of the nop tasks: {ran:?}");
+    assert!(
+        stolen > 0,
+        "nothing was stolen: {m:?}; nop tasks per worker {ran:?}"
+    );
     if on_uring() {
         let forwarded: u64 = m.iter().map(|w| w.ops_forwarded).sum();
         assert!(forwarded > 0, "no op crossed workers: {m:?}");
