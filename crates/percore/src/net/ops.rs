@@ -19,7 +19,7 @@ fn current() -> Driver {
 pub(crate) async fn accept(sock: &Socket) -> io::Result<(OwnedFd, Box<RawAddr>)> {
     match current() {
         Driver::Epoll => epoll::ops::accept(sock).await,
-        _ => uring::ops::accept(sock.raw()).await,
+        _ => uring::ops::accept(sock).await,
     }
 }
 
@@ -27,28 +27,15 @@ pub(crate) async fn accept(sock: &Socket) -> io::Result<(OwnedFd, Box<RawAddr>)>
 pub(crate) async fn connect(sock: Socket, addr: Box<RawAddr>) -> io::Result<Socket> {
     match current() {
         Driver::Epoll => epoll::ops::connect(&sock, &addr).await.map(|()| sock),
-        _ => {
-            let token = sock.token();
-            let fd = into_fd(sock);
-            let fd = uring::ops::connect(fd, addr).await?;
-            let s = Socket::new(fd);
-            s.set_token(token);
-            Ok(s)
-        }
+        _ => uring::ops::connect(sock, addr).await,
     }
-}
-
-fn into_fd(sock: Socket) -> OwnedFd {
-    // A fresh socket has no epoll registration to forget.
-    debug_assert_eq!(sock.token(), 0);
-    sock.into_owned()
 }
 
 pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
     let total = buf.bytes_total();
     let (res, buf) = match current() {
         Driver::Epoll => epoll::ops::recv(sock, buf).await,
-        _ => uring::ops::recv(sock.raw(), buf, sock.drained()).await,
+        _ => uring::ops::recv(sock, buf, sock.drained()).await,
     };
     // A read that did not fill the buffer emptied the socket.
     sock.set_drained(matches!(res, Ok(n) if n < total && n > 0));
@@ -58,7 +45,7 @@ pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usiz
 pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
     match current() {
         Driver::Epoll => epoll::ops::send(sock, buf).await,
-        _ => uring::ops::send(sock.raw(), buf).await,
+        _ => uring::ops::send(sock, buf).await,
     }
 }
 

@@ -1,12 +1,37 @@
-//! `Socket`: an owned, non-blocking socket fd plus its epoll registration
+//! `Socket`: a shared, non-blocking socket fd plus its epoll registration
 //! token (0 until an epoll worker registers it; unused on io_uring).
+//!
+//! ## The fd lifetime rule (DESIGN invariant 7, PITFALLS 16)
+//!
+//! An io_uring SQE names its socket by fd *number*, and the kernel resolves
+//! that number when it issues the SQE, which may be after the op's future,
+//! and the stream that made it, are gone: an op polled once queues its SQE
+//! for the loop's next enter, and a future dropped in flight leaves its op
+//! in the kernel until the cancel lands. Had the number been closed and
+//! reused by a new socket meanwhile, the stale op would send one client's
+//! bytes to another, eat a new client's bytes, or steal a connection.
+//!
+//! So a `Socket` is reference-counted, and every io_uring op that names it
+//! holds a clone in its resources (`driver/uring/ops.rs`). Those resources
+//! live until the op's final CQE, on whichever ring has the op (an orphaned
+//! op's stay in its ring's slot; a stolen task's travel by mail, see
+//! `driver/uring/forward.rs`). The fd is closed when the last clone drops:
+//! after the stream itself and after the last op that named it.
+//! `tests/fd_reuse.rs` forces the number reuse and checks that no byte
+//! reaches the wrong socket.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::runtime::context;
 
-pub(crate) struct Socket {
+/// A socket fd shared by its owner (a stream or listener) and the ops in
+/// flight on it; closed when the last of them lets go.
+#[derive(Clone)]
+pub(crate) struct Socket(Arc<Inner>);
+
+struct Inner {
     fd: OwnedFd,
     token: AtomicU64,
     /// The last read came back short: the receive queue was empty after it.
@@ -15,55 +40,47 @@ pub(crate) struct Socket {
 
 impl Socket {
     pub(crate) fn new(fd: OwnedFd) -> Socket {
-        Socket {
+        Socket(Arc::new(Inner {
             fd,
             token: AtomicU64::new(0),
             drained: AtomicBool::new(false),
-        }
+        }))
     }
 
     pub(crate) fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.0.fd.as_raw_fd()
     }
 
     pub(crate) fn owned(&self) -> &OwnedFd {
-        &self.fd
-    }
-
-    /// The fd, without running `Drop` (no registration to forget).
-    pub(crate) fn into_owned(self) -> OwnedFd {
-        let me = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `me` is never dropped, so the fd is moved out exactly once;
-        // the token is a plain integer with nothing to release.
-        unsafe { std::ptr::read(&me.fd) }
+        &self.0.fd
     }
 
     pub(crate) fn token(&self) -> u64 {
-        self.token.load(Relaxed)
+        self.0.token.load(Relaxed)
     }
 
     pub(crate) fn set_token(&self, t: u64) {
-        self.token.store(t, Relaxed);
+        self.0.token.store(t, Relaxed);
     }
 
     pub(crate) fn drained(&self) -> bool {
-        self.drained.load(Relaxed)
+        self.0.drained.load(Relaxed)
     }
 
     pub(crate) fn set_drained(&self, d: bool) {
-        self.drained.store(d, Relaxed);
+        self.0.drained.store(d, Relaxed);
     }
 }
 
-impl Drop for Socket {
+impl Drop for Inner {
     fn drop(&mut self) {
-        let token = self.token();
+        let token = self.token.load(Relaxed);
         if token == 0 {
             return;
         }
         // Forget the registration on this worker; elsewhere, the stale entry
         // is replaced when the fd number is registered again (token check).
-        let fd = self.raw();
+        let fd = self.fd.as_raw_fd();
         context::with_worker(|w| {
             if let Ok(mut d) = w.driver.try_borrow_mut() {
                 if let Some(d) = d.epoll() {

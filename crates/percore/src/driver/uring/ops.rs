@@ -1,5 +1,7 @@
 //! Socket operations as io_uring ops. Each `*Data` type owns what its SQE
-//! points at (see `driver/op.rs` for the ownership rule).
+//! points at (see `driver/op.rs` for the ownership rule), including a clone
+//! of the socket it names: the fd number in the SQE stays this socket's
+//! until the op's final CQE (`net/socket.rs`, "The fd lifetime rule").
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -9,6 +11,7 @@ use io_uring::{opcode, types};
 use crate::driver::buf::{IoBuf, IoBufMut};
 use crate::driver::op::{Op, OpData};
 use crate::net::sockaddr::RawAddr;
+use crate::net::socket::Socket;
 
 /// Converts a CQE result into `io::Result`.
 pub(crate) fn cqe_result(res: i32) -> io::Result<u32> {
@@ -21,6 +24,7 @@ pub(crate) fn cqe_result(res: i32) -> io::Result<u32> {
 
 pub(crate) struct AcceptData {
     addr: Box<RawAddr>,
+    _listener: Socket,
 }
 
 impl OpData for AcceptData {
@@ -34,10 +38,12 @@ impl OpData for AcceptData {
     }
 }
 
-pub(crate) async fn accept(fd: RawFd) -> io::Result<(OwnedFd, Box<RawAddr>)> {
+pub(crate) async fn accept(listener: &Socket) -> io::Result<(OwnedFd, Box<RawAddr>)> {
+    let fd = listener.raw();
     let op = Op::new(
         AcceptData {
             addr: RawAddr::empty(),
+            _listener: listener.clone(),
         },
         |d| {
             let addr = &mut *d.addr;
@@ -58,24 +64,27 @@ pub(crate) async fn accept(fd: RawFd) -> io::Result<(OwnedFd, Box<RawAddr>)> {
 }
 
 pub(crate) struct ConnectData {
-    socket: OwnedFd,
+    socket: Socket,
     addr: Box<RawAddr>,
 }
 
 /// Dropping the resources closes the socket, after the final CQE.
 impl OpData for ConnectData {}
 
-pub(crate) async fn connect(socket: OwnedFd, addr: Box<RawAddr>) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
+pub(crate) async fn connect(socket: Socket, addr: Box<RawAddr>) -> io::Result<Socket> {
     let op = Op::new(ConnectData { socket, addr }, |d| {
-        opcode::Connect::new(types::Fd(d.socket.as_raw_fd()), d.addr.ptr(), d.addr.len).build()
+        opcode::Connect::new(types::Fd(d.socket.raw()), d.addr.ptr(), d.addr.len).build()
     });
     let c = op.await;
     cqe_result(c.res)?;
     Ok(c.data.socket)
 }
 
-pub(crate) struct BufData<B>(pub(crate) B);
+/// A buffer and the socket a recv or send moves it through.
+pub(crate) struct BufData<B> {
+    buf: B,
+    _socket: Socket,
+}
 
 impl<B: 'static> OpData for BufData<B> {}
 
@@ -89,14 +98,19 @@ impl<B: 'static> OpData for BufData<B> {}
 /// message in an A/B of 3 alternated runs (server pinned, 50 conns, 53k and
 /// 85k msg/s: 11.62 -> 11.40 and 9.51 -> 9.34 us/msg).
 pub(crate) async fn recv<B: IoBufMut>(
-    fd: RawFd,
+    socket: &Socket,
     buf: B,
     poll_first: bool,
 ) -> (io::Result<usize>, B) {
     const IORING_RECVSEND_POLL_FIRST: u16 = 1;
-    let op = Op::new(BufData(buf), |d| {
-        let len = u32::try_from(d.0.bytes_total()).unwrap_or(u32::MAX);
-        opcode::Recv::new(types::Fd(fd), d.0.stable_mut_ptr(), len)
+    let fd = socket.raw();
+    let data = BufData {
+        buf,
+        _socket: socket.clone(),
+    };
+    let op = Op::new(data, |d| {
+        let len = u32::try_from(d.buf.bytes_total()).unwrap_or(u32::MAX);
+        opcode::Recv::new(types::Fd(fd), d.buf.stable_mut_ptr(), len)
             .ioprio(if poll_first {
                 IORING_RECVSEND_POLL_FIRST
             } else {
@@ -105,7 +119,7 @@ pub(crate) async fn recv<B: IoBufMut>(
             .build()
     });
     let c = op.await;
-    let mut buf = c.data.0;
+    let mut buf = c.data.buf;
     let res = cqe_result(c.res).map(|n| {
         // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
         unsafe { buf.set_init(n as usize) };
@@ -115,15 +129,20 @@ pub(crate) async fn recv<B: IoBufMut>(
 }
 
 /// Sends `buf[0..bytes_init]` (possibly only part of it).
-pub(crate) async fn send<B: IoBuf>(fd: RawFd, buf: B) -> (io::Result<usize>, B) {
-    let op = Op::new(BufData(buf), |d| {
-        let len = u32::try_from(d.0.bytes_init()).unwrap_or(u32::MAX);
-        opcode::Send::new(types::Fd(fd), d.0.stable_ptr(), len)
+pub(crate) async fn send<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<usize>, B) {
+    let fd = socket.raw();
+    let data = BufData {
+        buf,
+        _socket: socket.clone(),
+    };
+    let op = Op::new(data, |d| {
+        let len = u32::try_from(d.buf.bytes_init()).unwrap_or(u32::MAX);
+        opcode::Send::new(types::Fd(fd), d.buf.stable_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
     });
     let c = op.await;
-    (cqe_result(c.res).map(|n| n as usize), c.data.0)
+    (cqe_result(c.res).map(|n| n as usize), c.data.buf)
 }
 
 struct NopData;
