@@ -58,6 +58,21 @@ pub unsafe trait IoBuf: Unpin + 'static {
 
 /// A buffer the kernel may write into (e.g. `read`).
 ///
+/// ## What a read does to the buffer
+///
+/// A read writes the received bytes at the start of the buffer (of the
+/// window, for a [`Slice`]) and then marks them initialized with
+/// [`set_init`](IoBufMut::set_init), which only ever *grows* the initialized
+/// length. So after `Ok(n)`:
+/// - `buf[..n]` holds the bytes received;
+/// - a `Vec` that was empty has `len() == n`; a `Vec` that already held more
+///   than `n` bytes keeps its length, and its bytes from `n` on are the old
+///   ones. Clear a `Vec` before reusing it for a read (or slice the unread
+///   part) if you want `len()` to say how much arrived;
+/// - a read into `vec.slice(begin..)` where `begin` is past `vec.len()`
+///   zero-fills `vec[len..begin]` first, so the `Vec` never exposes bytes
+///   that nobody wrote.
+///
 /// # Safety
 ///
 /// Everything [`IoBuf`] promises, plus: `stable_mut_ptr()` is the same
@@ -197,8 +212,25 @@ unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         self.buf.stable_mut_ptr().wrapping_add(self.begin)
     }
+    /// Marks `begin..begin + pos` of the whole buffer initialized. If the
+    /// window starts past the whole buffer's initialized length, the gap
+    /// between them is zeroed first: growing the initialized length over it
+    /// would otherwise expose bytes nobody wrote.
     unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller initialized `pos` bytes from the window start.
+        if pos == 0 {
+            return;
+        }
+        let init = self.buf.bytes_init();
+        if init < self.begin {
+            // SAFETY: `init..begin` lies inside the buffer (begin <= end <=
+            // bytes_total, checked in `slice`), which is valid for writes of
+            // bytes_total bytes (IoBufMut), and no op is using it now.
+            unsafe {
+                std::ptr::write_bytes(self.buf.stable_mut_ptr().add(init), 0, self.begin - init)
+            };
+        }
+        // SAFETY: the caller initialized `pos` bytes from the window start,
+        // and everything before the window is initialized (above).
         unsafe { self.buf.set_init(self.begin + pos) };
     }
 }
@@ -217,6 +249,26 @@ mod tests {
         let s = s.into_inner().slice(2..4);
         assert_eq!(s.bytes_init(), 2);
         assert_eq!(s.bytes_total(), 2);
+    }
+
+    #[test]
+    fn init_past_the_initialized_length_zeroes_the_gap() {
+        let mut v: Vec<u8> = Vec::with_capacity(16);
+        v.resize(16, 0x5A);
+        v.clear();
+        let mut s = v.slice(8..);
+        // SAFETY: writes 2 bytes inside the window, then marks them.
+        unsafe {
+            s.stable_mut_ptr().write_bytes(b'x', 2);
+            s.set_init(2);
+        }
+        let v = s.into_inner();
+        assert_eq!(v, [0, 0, 0, 0, 0, 0, 0, 0, b'x', b'x']);
+        // Nothing received: nothing marked, no gap filled.
+        let mut s = Vec::<u8>::with_capacity(8).slice(4..);
+        // SAFETY: zero bytes marked.
+        unsafe { s.set_init(0) };
+        assert!(s.into_inner().is_empty());
     }
 
     #[test]

@@ -13,12 +13,18 @@
 //! fd) are cleaned up.
 //!
 //! An op belongs to the ring it was submitted on until its final CQE. If its
-//! task was stolen meanwhile, polling or dropping it on the new worker sends
-//! mail to the ring's worker (`uring/forward.rs`): the result comes back
-//! through a shared cell, the resources go to that worker to keep until the
-//! CQE. If the future is dropped where no worker can be reached (a non-worker
-//! thread, or the ring's worker has exited), `data` is leaked, never freed
-//! early.
+//! future left that ring's worker meanwhile (a stolen task, a future sent to
+//! another runtime or to a plain thread), polling or dropping it elsewhere
+//! sends mail to the ring's worker, found through the process-wide registry
+//! (`sched/registry.rs`; `uring/forward.rs`): the result comes back through a
+//! shared cell, the resources go to that worker to keep until the CQE. If
+//! the ring's worker has exited, `data` is leaked (and counted in
+//! `metrics::leaked_ops`), never freed early.
+//!
+//! `Drop` never panics (an unwinding drop would free `data` while the kernel
+//! may still write it). `poll` may panic where the op cannot complete (not
+//! on a worker before submission, or its ring is gone); that is safe because
+//! the unwinding then runs `Drop`, which keeps or leaks `data`.
 
 use std::future::Future;
 use std::mem;
@@ -29,9 +35,9 @@ use std::sync::Arc;
 
 use io_uring::squeue;
 
-use super::uring::forward::{Forwarded, Mail, SendData};
+use super::uring::forward::{Abandon, Forwarded, Lost, Mail, SendData};
 use crate::runtime::context;
-use crate::sched::Remote;
+use crate::sched::{registry, Remote};
 
 /// Resources an op hands to the kernel (buffers, socket addresses, fds).
 ///
@@ -96,122 +102,191 @@ impl<T: OpData + Unpin> Future for Op<T> {
         if let State::Forwarded { cell, .. } = &this.state {
             return match cell.poll(cx.waker()) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready((res, flags)) => {
-                    this.state = State::Finished;
-                    let data = this.data.take().expect("op resources taken twice");
-                    Poll::Ready(Completion { res, flags, data })
-                }
+                Poll::Ready(Ok((res, flags))) => this.finish(res, flags),
+                // Safe to unwind: `Drop` finds the cell lost and leaks.
+                Poll::Ready(Err(Lost)) => panic!(
+                    "percore: the worker whose ring ran this I/O operation exited before it \
+                     completed; its buffer is leaked (a future outlived its runtime)"
+                ),
             };
         }
         let polled = context::with_worker(|w| match this.state {
             State::Unsubmitted(ref entry) => {
                 let entry = entry.clone();
                 let mut driver = w.driver.borrow_mut();
-                // SAFETY: the SQE points into `this.data`, which stays in this
-                // Op until the final CQE or is handed to the driver on drop.
-                let slot = unsafe { driver.uring().start(entry, cx.waker().clone(), &w.metrics) };
-                this.state = State::InFlight {
-                    slot,
-                    worker: w.id,
-                    index: w.remote.index,
-                };
-                Poll::Pending
+                // SAFETY: the SQE points into `this.data` (the `OpData` rule);
+                // the data stays in this Op until the final CQE or, if the Op
+                // is dropped first, goes to the ring's worker (`Drop`), which
+                // keeps it until that CQE or leaks it.
+                let started =
+                    unsafe { driver.uring().start(entry, cx.waker().clone(), &w.metrics) };
+                match started {
+                    Ok(slot) => {
+                        this.state = State::InFlight {
+                            slot,
+                            worker: w.id,
+                            index: w.remote.index,
+                        };
+                        Some(Poll::Pending)
+                    }
+                    // Never queued: the op fails with the ring's error.
+                    Err(e) => Some(Poll::Ready((-e.raw_os_error().unwrap_or(libc::EIO), 0))),
+                }
             }
             State::InFlight { slot, worker, .. } if worker == w.id => {
-                w.driver.borrow_mut().uring().poll_op(slot, cx.waker())
+                Some(w.driver.borrow_mut().uring().poll_op(slot, cx.waker()))
             }
-            State::InFlight {
-                slot,
-                worker,
-                index,
-            } => {
-                // The task was stolen: ask the ring's worker for the result.
-                let ring_owner = ring_owner(w, worker, index);
+            // Another worker: forwarded below.
+            _ => None,
+        });
+        match (polled.flatten(), &this.state) {
+            (Some(Poll::Pending), _) => Poll::Pending,
+            (Some(Poll::Ready((res, flags))), _) => this.finish(res, flags),
+            (None, State::Unsubmitted(_)) => panic!(
+                "percore I/O must run on a percore worker: use Runtime::block_on or spawn a task"
+            ),
+            (
+                None,
+                &State::InFlight {
+                    slot,
+                    worker,
+                    index,
+                },
+            ) => {
+                // The future left its ring's worker (a stolen task, another
+                // runtime, a plain thread): ask that worker for the result.
+                let Some(owner) = ring_owner(worker, index) else {
+                    // Safe to unwind: `Drop` cannot reach the ring and leaks.
+                    panic!(
+                        "percore: the worker whose ring ran this I/O operation has exited; \
+                         it cannot complete (a future outlived its runtime)"
+                    )
+                };
                 let cell = Forwarded::new(cx.waker().clone());
-                w.metrics.ops_forwarded.bump();
-                ring_owner.post(Mail::Forward {
+                context::with_worker(|w| w.metrics.ops_forwarded.bump());
+                owner.post(Mail::Forward {
                     slot,
                     cell: cell.clone(),
                 });
                 this.state = State::Forwarded {
                     slot,
-                    ring_owner,
+                    ring_owner: owner,
                     cell,
                 };
                 Poll::Pending
             }
-            State::Forwarded { .. } => unreachable!("handled above"),
-            State::Finished => panic!("a percore I/O future was polled after it completed"),
-        });
-        match polled {
-            None => panic!(
-                "percore I/O must run on a percore worker: use Runtime::block_on or spawn a task"
-            ),
-            Some(Poll::Pending) => Poll::Pending,
-            Some(Poll::Ready((res, flags))) => {
-                this.state = State::Finished;
-                let data = this.data.take().expect("op resources taken twice");
-                Poll::Ready(Completion { res, flags, data })
-            }
+            (None, _) => panic!("a percore I/O future was polled after it completed"),
         }
     }
 }
 
-/// The worker at `index` of `w`'s runtime, which must be worker `id`.
-fn ring_owner(w: &crate::runtime::worker::Worker, id: u64, index: usize) -> Arc<Remote> {
-    let r = w.shared.remotes.get(index).cloned();
-    match r {
-        Some(r) if r.worker_id() == id => r,
-        _ => panic!("a percore I/O future was moved to another runtime while in flight"),
+impl<T: OpData> Op<T> {
+    fn finish(&mut self, res: i32, flags: u32) -> Poll<Completion<T>> {
+        self.state = State::Finished;
+        match self.data.take() {
+            Some(data) => Poll::Ready(Completion { res, flags, data }),
+            None => unreachable!("op resources taken twice"),
+        }
     }
 }
 
+/// The worker whose ring has op state `(id, index)`: in the current
+/// runtime at `index` (the usual case, a stolen task), else anywhere in the
+/// process (`sched/registry.rs`). `None` if it has exited.
+fn ring_owner(id: u64, index: usize) -> Option<Arc<Remote>> {
+    let here = context::with_worker(|w| {
+        w.shared
+            .remotes
+            .get(index)
+            .filter(|r| r.worker_id() == id)
+            .cloned()
+    })
+    .flatten();
+    here.or_else(|| registry::find(id))
+}
+
 impl<T: OpData> Drop for Op<T> {
+    /// Never frees memory the kernel may still write, and never panics
+    /// itself (DESIGN invariant 8): resources of an op in flight go to its
+    /// ring's worker, or are leaked (and counted) when it cannot be reached.
+    /// Resources whose op already completed are dropped here, which runs
+    /// their own `Drop` (user code) in the dropping context.
     fn drop(&mut self) {
         let state = mem::replace(&mut self.state, State::Finished);
         let Some(data) = self.data.take() else {
             return;
         };
-        let mut data: Option<Box<dyn OpData>> = Some(Box::new(data));
-        let back = match state {
-            State::Unsubmitted(_) | State::Finished => return,
+        match state {
+            State::Unsubmitted(_) | State::Finished => drop(data),
             State::InFlight {
                 slot,
                 worker,
                 index,
-            } => context::with_worker(|w| {
-                if w.id != worker {
-                    // Stolen task: the ring's worker keeps the resources.
-                    w.metrics.ops_forwarded.bump();
-                    let d = SendData(data.take()?);
-                    ring_owner(w, worker, index).post(Mail::Orphan { slot, data: d });
-                    return None;
-                }
-                let mut driver = w.driver.try_borrow_mut().ok()?;
-                driver.uring().orphan(slot, data.take()?, &w.metrics)
-            })
-            .flatten(),
+            } => release_in_flight(slot, worker, index, Box::new(data)),
             State::Forwarded {
                 slot,
                 ring_owner,
                 cell,
             } => match cell.abandon() {
                 // The ring already released the slot: clean up here.
-                Some(res) => data.take().map(|d| (d, res)),
-                None => {
-                    let d = SendData(data.take().expect("op data"));
-                    ring_owner.post(Mail::Orphan { slot, data: d });
-                    None
-                }
+                Abandon::Done(res) => Box::new(data).orphaned(res),
+                Abandon::Pending => ring_owner.post(Mail::Orphan {
+                    slot,
+                    data: SendData(Box::new(data)),
+                }),
+                Abandon::Lost => leak(Box::new(data)),
             },
-        };
-        if let Some((data, res)) = back {
-            // The op had completed but nobody looked: clean up its result.
-            data.orphaned(res);
-        }
-        if let Some(data) = data {
-            // The driver is out of reach: the kernel may still use this memory.
-            mem::forget(data);
         }
     }
+}
+
+/// Hands the resources of op `slot`, in flight on worker `worker`'s ring,
+/// to that worker; see `Drop for Op`.
+fn release_in_flight(slot: u32, worker: u64, index: usize, data: Box<dyn OpData>) {
+    let mut held = Some(data);
+    let mut done = None;
+    let on_ring = context::with_worker(|w| {
+        if w.id != worker {
+            return false;
+        }
+        let Some(data) = held.take() else {
+            return true;
+        };
+        match w.driver.try_borrow_mut() {
+            Ok(mut driver) => done = driver.uring().orphan(slot, data, &w.metrics),
+            // Dropped while the driver is borrowed (from a `Drop` the driver
+            // itself triggered): mail it to this worker's own inbox, handled
+            // at the top of the next loop pass.
+            Err(_) => w.remote.post(Mail::Orphan {
+                slot,
+                data: SendData(data),
+            }),
+        }
+        true
+    })
+    .unwrap_or(false);
+    if let Some((data, res)) = done {
+        // The op had completed but nobody looked: clean up its result.
+        data.orphaned(res);
+    }
+    let Some(data) = held else {
+        return;
+    };
+    debug_assert!(!on_ring);
+    match ring_owner(worker, index) {
+        Some(owner) => {
+            context::with_worker(|w| w.metrics.ops_forwarded.bump());
+            owner.post(Mail::Orphan {
+                slot,
+                data: SendData(data),
+            });
+        }
+        None => leak(data),
+    }
+}
+
+/// The kernel may still use this memory and no driver can take it: leak it.
+fn leak(data: Box<dyn OpData>) {
+    crate::metrics::count_leaked_op();
+    mem::forget(data);
 }

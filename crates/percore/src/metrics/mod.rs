@@ -6,6 +6,22 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+static LEAKED_OPS: AtomicU64 = AtomicU64::new(0);
+
+/// Operations whose resources (buffers, fds, addresses) percore leaked on
+/// purpose, process-wide: the kernel might still have used them and no
+/// worker could take them over (their ring's worker had exited, or a
+/// runtime shut down before the kernel finished). Leaking is the safe
+/// outcome (DESIGN invariant 8); a growing count means futures outlive their
+/// runtime or shutdown deadlines are too short.
+pub fn leaked_ops() -> u64 {
+    LEAKED_OPS.load(Relaxed)
+}
+
+pub(crate) fn count_leaked_op() {
+    LEAKED_OPS.fetch_add(1, Relaxed);
+}
+
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -61,6 +77,9 @@ pub struct WorkerMetrics {
     pub ops_forwarded: Counter,
     /// Wakes this worker sent to a parked sibling with `IORING_OP_MSG_RING` (the rest went through the eventfd).
     pub msg_ring_wakes: Counter,
+    /// Panics in user code the worker ran outside any task's poll (a
+    /// waker, the `Drop` of a cancelled op's buffer), caught and reported.
+    pub user_panics: Counter,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -98,6 +117,8 @@ pub struct MetricsSnapshot {
     pub ops_forwarded: u64,
     /// Wakes this worker sent to a parked sibling with `IORING_OP_MSG_RING` (the rest went through the eventfd).
     pub msg_ring_wakes: u64,
+    /// Panics in user code the worker ran outside any task's poll.
+    pub user_panics: u64,
 }
 
 impl WorkerMetrics {
@@ -120,6 +141,7 @@ impl WorkerMetrics {
             idle_wakes: self.idle_wakes.get(),
             ops_forwarded: self.ops_forwarded.get(),
             msg_ring_wakes: self.msg_ring_wakes.get(),
+            user_panics: self.user_panics.get(),
         }
     }
 }

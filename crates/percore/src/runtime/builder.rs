@@ -6,7 +6,10 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use super::context;
+use super::guard::panic_message;
 use super::info::WorkerInfo;
 use super::shared::Shared;
 use super::worker::Worker;
@@ -151,7 +154,7 @@ impl Builder {
             )?));
         }
         let policy = StealPolicy::new(self.steal, self.steal_threshold);
-        let shared = Arc::new(Shared::new(remotes, policy));
+        let shared = Arc::new(Shared::new(remotes, policy, self.shutdown_timeout));
         let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
@@ -265,6 +268,7 @@ fn worker_main(
     };
     let id = NEXT_WORKER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     remote.attach(id, ring_fd);
+    crate::sched::registry::register(id, &remote);
     let info = WorkerInfo {
         index,
         core: core.filter(|_| pinned).map(|c| c.id),
@@ -286,9 +290,14 @@ fn worker_main(
         use_msg_ring,
     ));
     context::set(Some(worker.clone()));
-    worker.run();
+    match catch_unwind(AssertUnwindSafe(|| worker.run())) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shared.fail(index, &e.to_string()),
+        Err(p) => shared.fail(index, &format!("percore panicked: {}", panic_message(&*p))),
+    }
     let deadline = shared.drain_deadline();
     worker.shutdown(deadline.max(Instant::now()));
+    crate::sched::registry::unregister(id);
     context::set(None);
     drop(worker);
 }

@@ -50,7 +50,9 @@ impl Runtime {
     /// # Panics
     ///
     /// When called from a worker thread (it would block that worker), or if
-    /// the runtime shuts down before the future completes.
+    /// the runtime shuts down before the future completes, including when a
+    /// worker failed (its driver returned an error): the panic message names
+    /// the cause, and the runtime has shut down.
     pub fn block_on<F>(&self, future: F) -> F::Output
     where
         F: Future + Send + 'static,
@@ -64,7 +66,10 @@ impl Runtime {
         match wait(handle) {
             Ok(v) => v,
             Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
-            Err(e) => panic!("Runtime::block_on: {e} (the runtime shut down)"),
+            Err(e) => match self.shared.failure() {
+                Some(cause) => panic!("Runtime::block_on: {e}: the runtime stopped ({cause})"),
+                None => panic!("Runtime::block_on: {e} (the runtime shut down)"),
+            },
         }
     }
 

@@ -10,6 +10,7 @@
 mod block_on;
 mod builder;
 pub(crate) mod context;
+pub(crate) mod guard;
 mod handle;
 mod info;
 pub(crate) mod shared;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::sched::{Remote, StealPolicy};
 use crate::task::join::{Harness, JoinHandle, JoinState};
@@ -22,18 +22,28 @@ pub(crate) struct Shared {
     /// task may send its ops' resources to any ring (`worker.rs`).
     tasks_dropped: AtomicUsize,
     drain_deadline: Mutex<Option<Instant>>,
+    /// How long in-flight work may drain when the runtime shuts down.
+    shutdown_timeout: Duration,
+    /// Why the runtime stopped on its own: a worker's driver failed.
+    failure: Mutex<Option<String>>,
     next_task: AtomicU64,
     next_worker: AtomicUsize,
 }
 
 impl Shared {
-    pub(crate) fn new(remotes: Vec<Arc<Remote>>, steal: StealPolicy) -> Shared {
+    pub(crate) fn new(
+        remotes: Vec<Arc<Remote>>,
+        steal: StealPolicy,
+        shutdown_timeout: Duration,
+    ) -> Shared {
         Shared {
             remotes,
             steal,
             shutdown: AtomicBool::new(false),
             tasks_dropped: AtomicUsize::new(0),
             drain_deadline: Mutex::new(None),
+            shutdown_timeout,
+            failure: Mutex::new(None),
             next_task: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
         }
@@ -57,6 +67,33 @@ impl Shared {
         for r in &self.remotes {
             r.unpark();
         }
+    }
+
+    /// Worker `index` cannot go on (its driver failed, or percore itself
+    /// panicked): the runtime fails loudly rather than leaving everything
+    /// routed to that worker waiting forever. One line on stderr names the
+    /// cause; every worker shuts down as for `Runtime::shutdown_timeout`, so
+    /// tasks are dropped (their `JoinHandle`s return a cancelled error) and
+    /// `block_on` panics with this cause.
+    pub(crate) fn fail(&self, index: usize, cause: &str) {
+        let msg = format!("worker {index} failed: {cause}");
+        eprintln!("percore: {msg}; shutting the runtime down");
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(msg);
+        }
+        drop(f);
+        if !self.is_shutdown() {
+            self.begin_shutdown(Instant::now() + self.shutdown_timeout);
+        }
+    }
+
+    /// Why the runtime stopped on its own, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A worker finished dropping its tasks (or failed to start).

@@ -15,11 +15,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::guard::run_user_code;
 use super::shared::Shared;
 use crate::driver::op::OpData;
 use crate::driver::uring::forward::Mail;
@@ -136,8 +138,9 @@ impl Worker {
         sent
     }
 
-    /// The loop; returns when the runtime shuts down.
-    pub(crate) fn run(&self) {
+    /// The loop; returns when the runtime shuts down, or with the error of
+    /// the driver call that failed (the caller fails the runtime).
+    pub(crate) fn run(&self) -> io::Result<()> {
         let mut wakers: Vec<Waker> = Vec::new();
         let mut dead: Dead = Vec::new();
         loop {
@@ -145,21 +148,30 @@ impl Worker {
             self.run_tasks();
             self.fire_timers(&mut wakers);
             let submit = self.driver.borrow_mut().submit_and_reap(&self.metrics);
-            submit.expect("io_uring_enter failed");
+            submit.map_err(|e| self.driver_error("submitting and reaping", e))?;
             self.deliver(&mut wakers, &mut dead);
             if self.shared.is_shutdown() {
-                return;
+                return Ok(());
             }
             if self.local.borrow().is_empty() && !self.remote.has_work() {
                 match steal::steal(&self.shared, &self.remote, &self.rng) {
-                    Some(0) => self.park(&mut wakers, &mut dead, true),
+                    Some(0) => self.park(&mut wakers, &mut dead, true)?,
                     // Others are searching already: park without re-checking
                     // siblings (they take care of the surplus).
-                    None => self.park(&mut wakers, &mut dead, false),
+                    None => self.park(&mut wakers, &mut dead, false)?,
                     Some(_) => {}
                 }
             }
         }
+    }
+
+    /// Names the failing driver call in a worker error.
+    fn driver_error(&self, doing: &str, e: io::Error) -> io::Error {
+        let call = match self.driver.borrow().kind() {
+            crate::driver::Driver::Epoll => "epoll_wait",
+            _ => "io_uring_enter",
+        };
+        io::Error::new(e.kind(), format!("{call} failed while {doing}: {e}"))
     }
 
     /// Pinned tasks woken from other threads, and mail about ops on this
@@ -227,7 +239,7 @@ impl Worker {
         }
         drop(timers);
         for w in wakers.drain(..) {
-            w.wake();
+            run_user_code("a timer's waker", || w.wake());
         }
     }
 
@@ -253,18 +265,20 @@ impl Worker {
         }
     }
 
+    /// Wakers and orphaned resources' drops are user code: a panic in one
+    /// is reported and the worker carries on (`runtime/guard.rs`).
     fn run_ready(&self, wakers: &mut Vec<Waker>, dead: &mut Dead) {
         for w in wakers.drain(..) {
-            w.wake();
+            run_user_code("a waker", || w.wake());
         }
         for (data, res) in dead.drain(..) {
-            data.orphaned(res);
+            run_user_code("the drop of a cancelled op's buffer", || data.orphaned(res));
         }
     }
 
     /// Parks unless something turns up in the re-check (`sched/park.rs`).
     /// `siblings`: also stay up if a sibling's queue is worth stealing from.
-    fn park(&self, wakers: &mut Vec<Waker>, dead: &mut Dead, siblings: bool) {
+    fn park(&self, wakers: &mut Vec<Waker>, dead: &mut Dead, siblings: bool) -> io::Result<()> {
         let latch = &self.remote.unparker.latch;
         let policy = &self.shared.steal;
         latch.prepare_park();
@@ -291,8 +305,9 @@ impl Worker {
             policy.leave_idle();
         }
         latch.finish_park();
-        parked.expect("io_uring_enter failed while parking");
+        parked.map_err(|e| self.driver_error("parking", e))?;
         self.deliver(wakers, dead);
+        Ok(())
     }
 
     /// Shutdown, in three phases (`docs/architecture.md`, "Shutdown"):

@@ -165,9 +165,18 @@ impl Remote {
             t.cancel_foreign();
         }
         while let Some(m) = self.mail.pop() {
-            if let Mail::Orphan { data, .. } = m {
-                // Its ring may still be writing into it: never free it.
-                mem::forget(data);
+            match m {
+                Mail::Orphan { data, .. } => {
+                    // Its ring may still be writing into it: never free it.
+                    crate::metrics::count_leaked_op();
+                    mem::forget(data);
+                }
+                // No result will come: the waiter's next poll says so.
+                Mail::Forward { cell, .. } => {
+                    if let Some(w) = cell.lose() {
+                        crate::runtime::guard::run_user_code("a waker", || w.wake());
+                    }
+                }
             }
         }
     }

@@ -103,7 +103,9 @@ impl Driver {
         self.in_flight + usize::from(self.unpark_armed)
     }
 
-    /// Takes a slot for a new op and queues its SQE.
+    /// Takes a slot for a new op and queues its SQE. Fails only if the SQ
+    /// was full and flushing it failed; the SQE was then not queued, so the
+    /// kernel never sees the op and the caller keeps its resources.
     ///
     /// # Safety
     ///
@@ -115,7 +117,7 @@ impl Driver {
         entry: squeue::Entry,
         waker: Waker,
         metrics: &WorkerMetrics,
-    ) -> u32 {
+    ) -> io::Result<u32> {
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Slot::InFlight(Some(waker));
@@ -126,10 +128,18 @@ impl Driver {
                 u32::try_from(self.slots.len() - 1).expect("more than 2^32 ops in flight")
             }
         };
-        self.in_flight += 1;
         // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(entry.user_data(u64::from(idx)), metrics) };
-        idx
+        match unsafe { self.push(entry.user_data(u64::from(idx)), metrics) } {
+            Ok(()) => {
+                self.in_flight += 1;
+                Ok(idx)
+            }
+            Err(e) => {
+                self.slots[idx as usize] = Slot::Free;
+                self.free.push(idx);
+                Err(e)
+            }
+        }
     }
 
     /// Polls op `idx`: its result once the final CQE arrived (freeing the
@@ -179,8 +189,10 @@ impl Driver {
                 let cancel = opcode::AsyncCancel::new(u64::from(idx))
                     .build()
                     .user_data(CANCEL_TAG);
-                // SAFETY: an async-cancel SQE references no memory.
-                unsafe { self.push(cancel, metrics) };
+                // SAFETY: an async-cancel SQE references no memory. If it
+                // cannot be queued (the ring is failing), the op stays in
+                // flight with its resources here: nothing is freed early.
+                let _ = unsafe { self.push(cancel, metrics) };
                 None
             }
             Slot::Free | Slot::Orphaned(_) => {
@@ -262,7 +274,9 @@ impl Driver {
                 .build()
                 .user_data(CANCEL_TAG);
             // SAFETY: an async-cancel SQE references no memory.
-            unsafe { self.push(cancel, metrics) };
+            if unsafe { self.push(cancel, metrics) }.is_err() {
+                return; // the drain deadline bounds what follows
+            }
         }
     }
 
@@ -276,28 +290,28 @@ impl Driver {
         let read = opcode::Read::new(types::Fd(self.unpark_fd), buf.cast(), 8)
             .build()
             .user_data(UNPARK_TAG);
-        self.unpark_armed = true;
         // SAFETY: `unpark_buf` is a heap allocation owned by the driver; it is
         // leaked, not freed, if the driver is dropped while this read is armed.
-        unsafe { self.push(read, metrics) };
+        // If it cannot be queued, the park's enter reports the ring's error.
+        self.unpark_armed = unsafe { self.push(read, metrics) }.is_ok();
     }
 
-    /// Queues an SQE, flushing to the kernel when the SQ is full (never fails).
+    /// Queues an SQE, flushing to the kernel when the SQ is full. Fails only
+    /// if that flush fails, and then `entry` was not queued.
     ///
     /// # Safety
     ///
     /// As for [`Driver::start`].
-    unsafe fn push(&mut self, entry: squeue::Entry, metrics: &WorkerMetrics) {
+    unsafe fn push(&mut self, entry: squeue::Entry, metrics: &WorkerMetrics) -> io::Result<()> {
         loop {
             // SAFETY: forwarded from this function's contract.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 metrics.submitted.bump();
-                return;
+                return Ok(());
             }
             // SQ full: hand the queued SQEs to the kernel, reap, retry.
-            self.submit_and_reap(metrics)
-                .expect("io_uring_enter failed while flushing a full submission queue");
+            self.submit_and_reap(metrics)?;
         }
     }
 
@@ -332,10 +346,13 @@ impl Driver {
 
     fn enter(
         &mut self,
-        min_complete: u32,
-        timeout: Option<Duration>,
+        mut min_complete: u32,
+        mut timeout: Option<Duration>,
         metrics: &WorkerMetrics,
     ) -> io::Result<()> {
+        // EBUSY/EAGAIN retries before the error is the worker's (bounded:
+        // a kernel that keeps refusing must fail loudly, not spin).
+        let mut busy_retries = 0;
         loop {
             let to_submit = self.ring.submission().len() as u32;
             metrics.enters.bump();
@@ -366,9 +383,11 @@ impl Driver {
                     Some(libc::EINTR) => continue,
                     // CQ overflow backlog or no memory for requests: make
                     // room by reaping, then try again without waiting.
-                    Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    Some(libc::EBUSY) | Some(libc::EAGAIN) if busy_retries < 100 => {
+                        busy_retries += 1;
                         self.reap(metrics);
-                        return self.enter(0, None, metrics);
+                        min_complete = 0;
+                        timeout = None;
                     }
                     _ => return Err(e),
                 },
@@ -496,8 +515,19 @@ impl Drop for Driver {
             mem::forget(mem::replace(&mut self.unpark_buf, Box::new(0)));
         }
         for slot in self.slots.drain(..) {
-            if let Slot::Orphaned(data) = slot {
-                mem::forget(data);
+            match slot {
+                Slot::Orphaned(data) => {
+                    crate::metrics::count_leaked_op();
+                    mem::forget(data);
+                }
+                // Its future waits elsewhere: its next poll learns that no
+                // result will come (and its drop leaks the resources).
+                Slot::Forwarded(cell) => {
+                    if let Some(w) = cell.lose() {
+                        crate::runtime::guard::run_user_code("a waker", || w.wake());
+                    }
+                }
+                Slot::Free | Slot::InFlight(_) | Slot::Done { .. } => {}
             }
         }
     }

@@ -13,8 +13,13 @@
 //!   worker keeps them until the final CQE (cancelling the op), exactly as
 //!   for a local drop.
 //!
+//! The same two mails serve an op whose future was sent to another runtime
+//! or to a plain thread: the ring's worker is found through the process-wide
+//! registry (`sched/registry.rs`). If that worker has exited, the result
+//! never comes (the cell says `Lost`) and the resources are leaked.
+//!
 //! Nothing here runs per op on the common path: the cell exists only for
-//! ops whose task was stolen mid-flight.
+//! ops whose future left their ring's worker mid-flight.
 
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
@@ -32,6 +37,24 @@ enum Cell {
     /// The op's future was dropped first: a `Mail::Orphan` with its resources
     /// is on its way to the ring's worker.
     Abandoned,
+    /// The ring's worker exited before the result arrived: there will be
+    /// none, and the kernel may still hold the op's resources.
+    Lost,
+}
+
+/// The op's ring is gone: no result will come (see [`Cell`]'s `Lost`).
+#[derive(Debug)]
+pub(crate) struct Lost;
+
+/// What [`Forwarded::abandon`] found.
+pub(crate) enum Abandon {
+    /// The result had arrived: the ring released the slot, and the caller
+    /// cleans up the resources itself.
+    Done(i32),
+    /// Not yet: the caller must mail the resources to the ring's worker.
+    Pending,
+    /// The ring's worker exited: the caller must leak the resources.
+    Lost,
 }
 
 impl Forwarded {
@@ -54,15 +77,32 @@ impl Forwarded {
                 Ok(w)
             }
             Cell::Abandoned => Err(()),
-            Cell::Ready(..) => unreachable!("forwarded op completed twice"),
+            // Completion and loss come from the same (ring's) worker, which
+            // completes a slot once; tolerate rather than panic in a reap.
+            Cell::Ready(..) | Cell::Lost => Ok(None),
         }
     }
 
-    /// Any worker: the result if it arrived, else remembers `waker`.
-    pub(crate) fn poll(&self, waker: &Waker) -> Poll<(i32, u32)> {
+    /// The ring's worker exits with this op still in flight: wake the
+    /// waiter, whose next poll learns that no result will come.
+    pub(crate) fn lose(&self) -> Option<Waker> {
         let mut c = self.cell();
         match &mut *c {
-            Cell::Ready(res, flags) => Poll::Ready((*res, *flags)),
+            Cell::Waiting(w) => {
+                let w = w.take();
+                *c = Cell::Lost;
+                w
+            }
+            _ => None,
+        }
+    }
+
+    /// Any thread: the result if it arrived, else remembers `waker`.
+    pub(crate) fn poll(&self, waker: &Waker) -> Poll<Result<(i32, u32), Lost>> {
+        let mut c = self.cell();
+        match &mut *c {
+            Cell::Ready(res, flags) => Poll::Ready(Ok((*res, *flags))),
+            Cell::Lost => Poll::Ready(Err(Lost)),
             Cell::Waiting(w) => {
                 match w {
                     Some(w) if w.will_wake(waker) => {}
@@ -74,17 +114,15 @@ impl Forwarded {
         }
     }
 
-    /// The op's future is being dropped: `Some(res)` if the result already
-    /// arrived (the ring has released the slot; the caller cleans up the
-    /// resources itself), else marks the cell abandoned and returns `None`
-    /// (the caller must mail the resources to the ring's worker).
-    pub(crate) fn abandon(&self) -> Option<i32> {
+    /// The op's future is being dropped; see [`Abandon`].
+    pub(crate) fn abandon(&self) -> Abandon {
         let mut c = self.cell();
         match &*c {
-            Cell::Ready(res, _) => Some(*res),
+            Cell::Ready(res, _) => Abandon::Done(*res),
+            Cell::Lost => Abandon::Lost,
             _ => {
                 *c = Cell::Abandoned;
-                None
+                Abandon::Pending
             }
         }
     }
@@ -93,11 +131,13 @@ impl Forwarded {
 /// Op resources crossing to the worker whose ring has them in flight.
 pub(crate) struct SendData(pub(crate) Box<dyn OpData>);
 
-// SAFETY: a `SendData` is only made for an op handled on a worker other
-// than its ring's, which happens only to tasks that moved between workers.
-// Only `spawn`/`Runtime::spawn` tasks move (their futures are `Send`, so
-// every op resource held across an await in them is `Send` too); `spawn_local`
-// tasks never leave their worker.
+// SAFETY: a `SendData` is made for an op handled on a thread other than its
+// ring's worker's (or mailed by that worker to itself). An op's future
+// reaches another thread only inside a future that was sent there: a stolen
+// `spawn` task, a future passed to another runtime's `block_on`/`spawn`, or
+// one moved to a plain thread. Each of those required the future to be
+// `Send`, so every op resource it holds across an await is `Send` too.
+// `spawn_local` futures never leave their worker.
 unsafe impl Send for SendData {}
 
 /// A message to the worker that owns a ring, about one of its ops.

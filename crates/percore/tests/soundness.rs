@@ -1,0 +1,289 @@
+//! Safe code must not reach freed memory, uninitialized bytes, or a worker
+//! that died silently (issue 9's holes 2–4; DESIGN invariant 8).
+
+// Tests here hand pending futures from one runtime to another on purpose.
+#![allow(clippy::async_yields_async)]
+
+mod common;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use common::*;
+use percore::net::TcpStream;
+use percore::{IoBuf, IoBufMut, Runtime};
+
+/// A connected pair: a percore stream (not yet used on any worker) and its
+/// std peer, so the test thread can write to it.
+fn std_pair() -> (TcpStream, StdStream) {
+    let l = StdListener::bind("127.0.0.1:0").unwrap();
+    let c = StdStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (TcpStream::from_std(s).unwrap(), c)
+}
+
+/// Runs `f` on a helper thread and fails if it does not return in `secs`
+/// (the runtime it holds is leaked then, since dropping it could hang too).
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: no answer within {secs} s (a dead worker?)"))
+}
+
+/// Hole 2: an op in flight on runtime A, moved to runtime B and dropped
+/// there. Its buffer must stay alive until A's ring is done with it; the
+/// drop must not panic (a panic would unwind through the buffer's drop).
+#[test]
+fn an_op_dropped_on_another_runtime_never_frees_memory_the_kernel_writes() {
+    let _w = watchdog("foreign drop", 60);
+    const LEN: usize = 64 * 1024;
+    let rt_a = runtime(1, 64);
+    let rt_b = runtime(1, 64);
+    for round in 0..10 {
+        let (stream, mut peer) = std_pair();
+        let fut = rt_a.block_on(async move {
+            let mut f = Box::pin(async move {
+                let (r, buf) = stream.read(Vec::with_capacity(LEN)).await;
+                (r, buf, stream)
+            });
+            assert!(poll_once(&mut f).await.is_pending());
+            f
+        });
+        // Let A's loop submit the read: it is now in the kernel.
+        rt_a.block_on(async {
+            percore::nop().await.unwrap();
+        });
+        let dropped =
+            rt_b.block_on(async move { catch_unwind(AssertUnwindSafe(move || drop(fut))).is_ok() });
+        assert!(
+            dropped,
+            "round {round}: dropping the op on runtime B panicked"
+        );
+        // A fresh allocation of the same size, on the thread (arena) the read
+        // buffer came from: if that buffer was freed, this likely reuses it.
+        let canary = rt_a.block_on(async { vec![0u8; LEN] });
+        peer.write_all(&vec![0xABu8; LEN]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        rt_a.block_on(async {
+            percore::nop().await.unwrap();
+        });
+        assert!(
+            canary.iter().all(|&b| b == 0),
+            "round {round}: the kernel wrote into freed memory ({} bytes of 0xAB in a fresh allocation)",
+            canary.iter().filter(|&&b| b == 0xAB).count()
+        );
+    }
+}
+
+/// Hole 2, poll side: polling an in-flight op on another runtime's worker
+/// completes it (its ring's worker forwards the result), never panics.
+#[test]
+fn an_op_polled_on_another_runtime_gets_its_result() {
+    let _w = watchdog("foreign poll", 60);
+    let rt_a = runtime(1, 64);
+    let rt_b = runtime(1, 64);
+    let (stream, mut peer) = std_pair();
+    let fut = rt_a.block_on(async move {
+        let mut f = Box::pin(async move {
+            let (r, buf) = stream.read(Vec::with_capacity(64)).await;
+            (r.map(|n| buf[..n].to_vec()), stream)
+        });
+        assert!(poll_once(&mut f).await.is_pending());
+        f
+    });
+    rt_a.block_on(async {
+        percore::nop().await.unwrap();
+    });
+    peer.write_all(b"hello").unwrap();
+    let (got, _stream) = rt_b.block_on(fut);
+    assert_eq!(got.unwrap(), b"hello");
+}
+
+/// Hole 3: a read into a window that starts past the buffer's initialized
+/// length must not make stale, never-written bytes part of the `Vec`.
+#[test]
+fn a_read_into_a_slice_past_the_initialized_length_exposes_no_stale_bytes() {
+    let _w = watchdog("slice gap", 30);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        let (a, b) = tcp_pair().await;
+        let mut v: Vec<u8> = Vec::with_capacity(64);
+        v.resize(64, 0x5A);
+        v.clear();
+        b.write_all(b"hi".to_vec()).await.0.unwrap();
+        let (r, s) = a.read(v.slice(32..)).await;
+        assert_eq!(r.unwrap(), 2);
+        let v = s.into_inner();
+        assert_eq!(v.len(), 34);
+        assert!(
+            !v.contains(&0x5A),
+            "stale bytes exposed through Vec::len: {v:?}"
+        );
+        assert_eq!(&v[32..], b"hi");
+        assert!(v[..32].iter().all(|&b| b == 0), "the gap is zeroed");
+    });
+}
+
+/// A buffer whose `Drop` panics: user code the worker may run outside any
+/// task (when it frees an orphaned op's resources).
+struct PanicOnDrop(Vec<u8>);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("PanicOnDrop dropped");
+        }
+    }
+}
+
+// SAFETY: delegates to the inner Vec, whose heap memory is stable.
+unsafe impl IoBuf for PanicOnDrop {
+    fn stable_ptr(&self) -> *const u8 {
+        self.0.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.0.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.0.bytes_total()
+    }
+}
+
+// SAFETY: delegates to the inner Vec.
+unsafe impl IoBufMut for PanicOnDrop {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.0.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.set_init(pos) }
+    }
+}
+
+/// Hole 4: a panic in a buffer's `Drop`, run by the worker when it frees a
+/// cancelled read's resources, must not kill the worker silently.
+#[test]
+fn a_panicking_buffer_drop_does_not_kill_the_worker() {
+    let _w = watchdog("panicking drop", 60);
+    let rt = Arc::new(runtime(1, 64));
+    let r = rt.clone();
+    within(20, "block_on after a panicking drop", move || {
+        r.block_on(async {
+            let (a, _b) = tcp_pair().await;
+            let mut read = Box::pin(a.read(PanicOnDrop(Vec::with_capacity(64))));
+            assert!(poll_once(&mut read).await.is_pending());
+            percore::nop().await.unwrap();
+            // io_uring: the read is in the kernel, so the drop hands the
+            // buffer to the worker, which drops it (and its panic) after the
+            // cancel's CQE. epoll: the buffer drops (and panics) right here,
+            // in this task, as any value's drop would.
+            let here = catch_unwind(AssertUnwindSafe(move || drop(read)));
+            assert_eq!(here.is_err(), driver() == percore::Driver::Epoll);
+            percore::time::sleep(Duration::from_millis(20)).await;
+        });
+    });
+    let r = rt.clone();
+    assert_eq!(
+        within(10, "block_on(1)", move || r.block_on(async { 1 })),
+        1
+    );
+    let panics: u64 = rt.metrics().iter().map(|m| m.user_panics).sum();
+    if driver() == percore::Driver::IoUring {
+        assert_eq!(panics, 1, "the panic is counted");
+    }
+}
+
+/// A waker that panics when woken.
+struct PanickyWaker(AtomicUsize);
+
+impl Wake for PanickyWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+        panic!("PanickyWaker woken");
+    }
+}
+
+/// Hole 4: a waker the worker calls when an op completes panics; the
+/// worker reports it and keeps serving.
+#[test]
+fn a_panicking_waker_does_not_kill_the_worker() {
+    let _w = watchdog("panicking waker", 60);
+    let rt = Arc::new(runtime(1, 64));
+    let r = rt.clone();
+    let woken = Arc::new(PanickyWaker(AtomicUsize::new(0)));
+    let w2 = woken.clone();
+    within(20, "an op woken through a panicking waker", move || {
+        r.block_on(async move {
+            let (a, b) = tcp_pair().await;
+            let mut read = Box::pin(a.read(Vec::with_capacity(64)));
+            {
+                let waker = Waker::from(w2);
+                let mut cx = Context::from_waker(&waker);
+                assert!(read.as_mut().poll(&mut cx).is_pending());
+            }
+            b.write_all(b"x".to_vec()).await.0.unwrap();
+            // A park in the driver: it reaps the completion (io_uring) or
+            // the readiness event (epoll) and calls the panicking waker.
+            percore::time::sleep(Duration::from_millis(20)).await;
+            // The result is there for the next poll.
+            let (res, _) = read.await;
+            assert_eq!(res.unwrap(), 1);
+        });
+    });
+    assert_eq!(woken.0.load(SeqCst), 1);
+    let r = rt.clone();
+    assert_eq!(
+        within(10, "block_on(2)", move || r.block_on(async { 2 })),
+        2
+    );
+}
+
+/// Hole 4's other half: a runtime whose worker failed (here: one that is
+/// asked to run after shutdown) answers `block_on` with a clear panic
+/// rather than hanging.
+#[test]
+fn spawn_onto_a_runtime_that_stopped_resolves_instead_of_hanging() {
+    let _w = watchdog("stopped runtime", 30);
+    let rt = Runtime::builder()
+        .driver(driver())
+        .workers(1)
+        .build()
+        .unwrap();
+    let h = rt.spawn(async { std::future::pending::<()>().await });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let out = within(10, "a handle of a task dropped at shutdown", move || {
+        futures_lite_block_on(h)
+    });
+    assert!(out.unwrap_err().is_cancelled());
+}
+
+/// Polls a future on this thread until ready (std only).
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    struct T(std::thread::Thread);
+    impl Wake for T {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(T(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
