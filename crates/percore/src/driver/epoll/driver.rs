@@ -43,6 +43,10 @@ struct Reg {
 
 pub(crate) struct Driver {
     ep: OwnedFd,
+    /// `epoll_pwait2` works here (Linux 5.11+, allowed by seccomp): timer
+    /// deadlines to the nanosecond. Else `epoll_wait`, its millisecond
+    /// timeout rounded up so a timer never fires early.
+    pwait2: bool,
     regs: HashMap<RawFd, Reg>,
     events: Vec<libc::epoll_event>,
     wakers: Vec<Waker>,
@@ -67,8 +71,10 @@ impl Driver {
         if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, unpark_fd, &mut ev) } < 0 {
             return Err(io::Error::last_os_error());
         }
+        let pwait2 = probe_pwait2(ep.as_raw_fd());
         Ok(Driver {
             ep,
+            pwait2,
             regs: HashMap::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
             wakers: Vec::new(),
@@ -176,26 +182,11 @@ impl Driver {
         timeout: Option<Duration>,
         metrics: &WorkerMetrics,
     ) -> io::Result<()> {
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
-        let tsp = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         metrics.enters.bump();
-        // SAFETY: the events buffer has `len` slots; `tsp` is null or live.
-        // epoll_pwait2 (Linux 5.11) gives the nanosecond timeouts timers need.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_epoll_pwait2,
-                self.ep.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                self.events.len() as libc::c_int,
-                tsp,
-                std::ptr::null::<libc::sigset_t>(),
-                0usize,
-            )
+        let n = if self.pwait2 {
+            pwait2(self.ep.as_raw_fd(), &mut self.events, timeout)
+        } else {
+            wait_ms(self.ep.as_raw_fd(), &mut self.events, timeout)
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -238,5 +229,79 @@ impl Driver {
 
     pub(crate) fn has_ready(&self) -> bool {
         !self.wakers.is_empty()
+    }
+}
+
+/// Whether `epoll_pwait2` works: a zero-timeout call on the new (empty but
+/// for the unpark eventfd) epoll set. ENOSYS (kernel before 5.11) or EPERM
+/// (seccomp) mean no; so does any other error, since the loop could not use
+/// it either.
+fn probe_pwait2(ep: RawFd) -> bool {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+    pwait2(ep, &mut events, Some(Duration::ZERO)) >= 0
+}
+
+/// `epoll_pwait2` with a nanosecond timeout (None: wait indefinitely).
+fn pwait2(ep: RawFd, events: &mut [libc::epoll_event], timeout: Option<Duration>) -> isize {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `events` has `len` writable slots; `tsp` is null or points to
+    // a live timespec; no signal mask is passed.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            ep,
+            events.as_mut_ptr(),
+            events.len() as libc::c_int,
+            tsp,
+            std::ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    };
+    n as isize
+}
+
+/// `epoll_wait` with the timeout rounded *up* to whole milliseconds (a
+/// timer must never fire early), capped at `i32::MAX` ms.
+fn wait_ms(ep: RawFd, events: &mut [libc::epoll_event], timeout: Option<Duration>) -> isize {
+    let ms = match timeout {
+        None => -1,
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000);
+            ms.min(i32::MAX as u128) as libc::c_int
+        }
+    };
+    // SAFETY: `events` has `len` writable slots.
+    let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as libc::c_int, ms) };
+    n as isize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_millisecond_fallback_rounds_timeouts_up() {
+        // SAFETY: plain syscall.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(ep >= 0);
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+        for wait in [Duration::from_micros(10), Duration::from_micros(1500)] {
+            let start = std::time::Instant::now();
+            assert_eq!(wait_ms(ep, &mut events, Some(wait)), 0);
+            assert!(
+                start.elapsed() >= wait,
+                "{wait:?} waited {:?}",
+                start.elapsed()
+            );
+        }
+        assert_eq!(wait_ms(ep, &mut events, Some(Duration::ZERO)), 0);
+        // SAFETY: closing the fd created above.
+        unsafe { libc::close(ep) };
     }
 }

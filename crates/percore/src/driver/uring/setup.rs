@@ -106,7 +106,8 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
             b.setup_coop_taskrun();
         }
         match b.build(entries) {
-            Ok(ring) => {
+            Ok(mut ring) => {
+                probe_enter(&mut ring)?;
                 let p = ring.params();
                 if !p.is_feature_nodrop() || !p.is_feature_ext_arg() {
                     return Err(io::Error::new(
@@ -135,14 +136,40 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
     })))
 }
 
-/// Wraps an io_uring setup error in a message naming the likely cause and fix.
+/// A first `io_uring_enter` (a no-op, submitted and awaited), so that a
+/// sandbox that allows `io_uring_setup` but denies `io_uring_enter` is found
+/// at build time, where `Driver::Auto` can still fall back to epoll, not in
+/// the worker loop.
+fn probe_enter(ring: &mut IoUring) -> io::Result<()> {
+    let nop = io_uring::opcode::Nop::new().build().user_data(0);
+    // SAFETY: a no-op SQE references no memory.
+    if unsafe { ring.submission().push(&nop) }.is_err() {
+        return Err(io::Error::other("io_uring: a new ring has no free SQE"));
+    }
+    ring.submit_and_wait(1).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+            "io_uring is set up but its use is forbidden: check the container's \
+             seccomp profile (io_uring_enter and io_uring_register must be allowed)"
+        } else {
+            "io_uring is set up but cannot submit"
+        };
+        io::Error::new(e.kind(), format!("io_uring_enter failed: {e}: {hint}"))
+    })?;
+    // Consume the no-op's completion.
+    ring.completion().for_each(drop);
+    Ok(())
+}
+
 /// Asks the kernel whether it knows `IORING_OP_MSG_RING` (Linux 5.18).
+/// False also where `io_uring_register` is forbidden: wakes then use the
+/// eventfd.
 fn probe_msg_ring(ring: &IoUring) -> bool {
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe).is_ok()
         && probe.is_supported(io_uring::opcode::MsgRingData::CODE)
 }
 
+/// Wraps an io_uring setup error in a message naming the likely cause and fix.
 pub(crate) fn explain(e: io::Error) -> io::Error {
     let hint = match e.raw_os_error() {
         Some(libc::ENOSYS) => "this kernel was built without io_uring (CONFIG_IO_URING)",
