@@ -130,7 +130,7 @@ impl Worker {
             return false;
         };
         let sent = target
-            .with_ring_fd(|fd| ring.send_wake(fd, target.index, &self.metrics))
+            .with_ring_fd(|fd| ring.send_wake(fd, target.worker_id(), &self.metrics))
             .unwrap_or(false);
         if sent {
             self.metrics.msg_ring_wakes.bump();
@@ -254,9 +254,12 @@ impl Worker {
                     IoDriver::Epoll(_) => Vec::new(),
                 }
             };
-            // A MSG_RING wake that failed: use the target's eventfd.
-            for index in failed {
-                self.shared.remotes[index].unparker.signal();
+            // A MSG_RING wake that failed: use the target's eventfd (found
+            // by id: it may belong to another runtime).
+            for id in failed {
+                if let Some(target) = crate::sched::registry::find(id) {
+                    target.unparker.signal();
+                }
             }
             if wakers.is_empty() && dead.is_empty() {
                 return;
@@ -335,6 +338,12 @@ impl Worker {
             self.local.borrow_mut().clear();
             self.deliver(&mut wakers, &mut dead);
         }
+        // Past the round cap (drops that keep spawning): whatever is still
+        // owned is leaked, not left for another thread to drop, since a
+        // `spawn_local` future must never be dropped off its worker.
+        for (_, t) in lock(&self.remote.owned).drain() {
+            t.leak_future();
+        }
         self.shared.mark_tasks_dropped();
         while !self.shared.all_tasks_dropped() && Instant::now() < deadline {
             self.take_inbox(&mut wakers, &mut dead);
@@ -346,7 +355,9 @@ impl Worker {
         self.take_inbox(&mut wakers, &mut dead);
         self.remote.close();
         self.local.borrow_mut().clear();
-        drop(self.timers.borrow_mut().clear());
+        // Dropped after the borrow ends: the wakers' drops are user code.
+        let timers = self.timers.borrow_mut().clear();
+        run_user_code("the drop of a timer's waker", move || drop(timers));
         let _ = self.driver.borrow_mut().submit_and_reap(&self.metrics);
         self.deliver(&mut wakers, &mut dead);
         self.driver.borrow_mut().cancel_all(&self.metrics);

@@ -132,6 +132,15 @@ impl Task {
         drop_future(fut);
     }
 
+    /// Forgets the future without dropping it (shutdown, when dropping
+    /// futures kept spawning new tasks past the round cap). Home worker only.
+    pub(crate) fn leak_future(&self) {
+        self.state.set_done();
+        // SAFETY: called by the home worker, not during a poll of this task.
+        let fut = unsafe { &mut *self.future.get() }.take();
+        std::mem::forget(fut);
+    }
+
     /// Requests cancellation: the next run drops the future instead of
     /// polling it.
     pub(crate) fn abort(self: &Arc<Self>) {
@@ -220,6 +229,12 @@ impl Task {
         self.state.set_done();
         // SAFETY: exclusive access to a `None` or `Send` future (see above).
         let fut = unsafe { &mut *self.future.get() }.take();
-        drop_future(fut);
+        if self.stealable || !self.registered.load(Acquire) {
+            drop_future(fut);
+        } else {
+            // Defence in depth: a pinned task that its worker had already
+            // taken in may hold a `!Send` future; never drop it here.
+            std::mem::forget(fut);
+        }
     }
 }

@@ -53,11 +53,17 @@ impl Sleep {
     fn deregister(&mut self) {
         if let Some((worker, id)) = self.entry.take() {
             let deadline = self.deadline;
-            context::with_worker(|w| {
-                if w.id == worker {
-                    w.timers.borrow_mut().remove(deadline, id);
+            // Dropped after the borrow ends: a waker's drop is user code.
+            let _waker = context::with_worker(|w| {
+                if w.id != worker {
+                    return None;
                 }
-            });
+                // Borrowed only if this drop runs inside a timers call (a
+                // waker's drop); the entry then fires later, harmlessly.
+                let mut timers = w.timers.try_borrow_mut().ok()?;
+                timers.remove(deadline, id)
+            })
+            .flatten();
         }
     }
 }
@@ -75,15 +81,18 @@ impl Future for Sleep {
         let entry = this.entry;
         let registered = context::with_worker(|w| {
             let mut timers = w.timers.borrow_mut();
-            match entry {
-                Some((worker, id)) if worker == w.id && timers.update(deadline, id, cx.waker()) => {
-                    (worker, id)
-                }
-                _ => (w.id, timers.insert(deadline, cx.waker().clone())),
+            let refreshed = match entry {
+                Some((worker, id)) if worker == w.id => timers.update(deadline, id, cx.waker()),
+                _ => None,
+            };
+            match refreshed {
+                // The replaced waker is dropped after the borrow ends.
+                Some(old) => ((w.id, entry.map_or(0, |e| e.1)), old),
+                None => ((w.id, timers.insert(deadline, cx.waker().clone())), None),
             }
         });
         match registered {
-            Some(e) => {
+            Some((e, _old_waker)) => {
                 this.entry = Some(e);
                 Poll::Pending
             }

@@ -24,21 +24,27 @@ impl Timers {
         id
     }
 
-    /// Refreshes the waker of a registered timer; false if it already fired.
-    pub(crate) fn update(&mut self, deadline: Instant, id: u64, waker: &Waker) -> bool {
-        match self.map.get_mut(&(deadline, id)) {
-            Some(w) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                true
-            }
-            None => false,
+    /// Refreshes the waker of a registered timer: `None` if it already
+    /// fired, else the replaced waker (if any), which the caller drops after
+    /// releasing the timers' borrow (a waker's drop is user code).
+    pub(crate) fn update(
+        &mut self,
+        deadline: Instant,
+        id: u64,
+        waker: &Waker,
+    ) -> Option<Option<Waker>> {
+        let w = self.map.get_mut(&(deadline, id))?;
+        if w.will_wake(waker) {
+            Some(None)
+        } else {
+            Some(Some(std::mem::replace(w, waker.clone())))
         }
     }
 
-    pub(crate) fn remove(&mut self, deadline: Instant, id: u64) {
-        self.map.remove(&(deadline, id));
+    /// Removes a timer; returns its waker for the caller to drop after
+    /// releasing the timers' borrow.
+    pub(crate) fn remove(&mut self, deadline: Instant, id: u64) -> Option<Waker> {
+        self.map.remove(&(deadline, id))
     }
 
     /// The earliest deadline, if any.

@@ -32,9 +32,11 @@ const CANCEL_TAG: u64 = u64::MAX;
 const UNPARK_TAG: u64 = u64::MAX - 1;
 /// CQE a sibling posted into this ring with `IORING_OP_MSG_RING`: a wake.
 const WAKE_TAG: u64 = u64::MAX - 2;
-/// CQE of a `MSG_RING` this ring sent to worker `tag - WAKE_SENT_BASE`; only
-/// posted on failure (`IOSQE_CQE_SKIP_SUCCESS`), and then that worker gets
-/// its eventfd written instead.
+/// CQE of a `MSG_RING` this ring sent to the worker whose process-unique id
+/// is `tag - WAKE_SENT_BASE`; only posted on failure
+/// (`IOSQE_CQE_SKIP_SUCCESS`), and then that worker gets its eventfd written
+/// instead. An id, not an index: the target may be a worker of another
+/// runtime (a future sent there woke it).
 const WAKE_SENT_BASE: u64 = 1 << 62;
 
 /// Where one op stands. See `docs/architecture.md`, "Op lifecycle".
@@ -66,8 +68,9 @@ pub(crate) struct Driver {
     unpark_fd: RawFd,
     unpark_buf: Box<u64>,
     unpark_armed: bool,
-    /// Workers whose `MSG_RING` wake failed: signal their eventfd instead.
-    failed_wakes: Vec<usize>,
+    /// Ids of workers whose `MSG_RING` wake failed: signal their eventfd
+    /// instead.
+    failed_wakes: Vec<u64>,
 }
 
 impl Driver {
@@ -233,13 +236,13 @@ impl Driver {
     pub(crate) fn send_wake(
         &mut self,
         target_ring: RawFd,
-        target_index: usize,
+        target_id: u64,
         metrics: &WorkerMetrics,
     ) -> bool {
         let msg = opcode::MsgRingData::new(types::Fd(target_ring), 0, WAKE_TAG, None)
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(WAKE_SENT_BASE + target_index as u64);
+            .user_data(WAKE_SENT_BASE + target_id);
         // SAFETY: a MSG_RING data SQE references no memory of ours.
         if unsafe { self.ring.submission().push(&msg) }.is_err() {
             return false;
@@ -250,7 +253,7 @@ impl Driver {
     }
 
     /// Workers whose `MSG_RING` wake failed since the last call.
-    pub(crate) fn take_failed_wakes(&mut self) -> Vec<usize> {
+    pub(crate) fn take_failed_wakes(&mut self) -> Vec<u64> {
         mem::take(&mut self.failed_wakes)
     }
 
@@ -411,9 +414,7 @@ impl Driver {
                             metrics.remote_wakes.bump();
                         }
                         WAKE_TAG => metrics.remote_wakes.bump(),
-                        ud if ud >= WAKE_SENT_BASE => {
-                            self.failed_wakes.push((ud - WAKE_SENT_BASE) as usize)
-                        }
+                        ud if ud >= WAKE_SENT_BASE => self.failed_wakes.push(ud - WAKE_SENT_BASE),
                         _ => complete_slot(
                             &mut self.slots,
                             &mut self.free,
