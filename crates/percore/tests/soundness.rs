@@ -287,3 +287,125 @@ fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
         std::thread::park_timeout(Duration::from_millis(10));
     }
 }
+
+/// Never free early, the dangerous case: the read is in the kernel, then
+/// its future is dropped, then data arrives. The buffer must outlive the
+/// drop and be freed only by the read's own final CQE (which, with data on
+/// the way, may carry the bytes rather than a cancel).
+#[test]
+fn a_dropped_read_keeps_its_buffer_until_its_own_final_cqe() {
+    let _w = watchdog("never free early", 30);
+    let rt = runtime(1, 64);
+    let counts = Arc::new(Counts::default());
+    let c = counts.clone();
+    rt.block_on(async move {
+        for _ in 0..100 {
+            let (a, b) = tcp_pair().await;
+            let mut read = Box::pin(a.read(CountedBuf::new(&c, 4096)));
+            assert!(poll_once(&mut read).await.is_pending());
+            percore::nop().await.unwrap(); // submitted: the recv is armed
+            let before = c.live();
+            drop(read);
+            if driver() == percore::Driver::IoUring {
+                assert_eq!(c.live(), before, "freed while the recv was armed");
+            }
+            b.write_all(vec![0xEE; 4096]).await.0.unwrap();
+            for _ in 0..3 {
+                percore::nop().await.unwrap();
+            }
+            percore::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(c.live(), 0, "freed at the final CQE");
+        }
+    });
+}
+
+/// Leak, never free: an op in flight whose ring's worker has exited (its
+/// runtime was dropped) is dropped on a plain thread. Nothing can tell
+/// whether the kernel is done with it, so its buffer is leaked, counted.
+#[test]
+fn an_op_dropped_after_its_runtime_is_gone_is_leaked_not_freed() {
+    let _w = watchdog("leak after exit", 30);
+    let counts = Arc::new(Counts::default());
+    let (stream, _peer) = std_pair();
+    let c = counts.clone();
+    let rt = runtime(1, 64);
+    let fut = rt.block_on(async move {
+        let mut f = Box::pin(async move {
+            let (r, buf) = stream.read(CountedBuf::new(&c, 4096)).await;
+            (r, buf, stream)
+        });
+        assert!(poll_once(&mut f).await.is_pending());
+        f
+    });
+    drop(rt);
+    let leaked = percore::metrics::leaked_ops();
+    drop(fut);
+    if driver() == percore::Driver::IoUring {
+        assert_eq!(counts.live(), 1, "the buffer must not be freed");
+        assert!(
+            percore::metrics::leaked_ops() > leaked,
+            "the leak is counted"
+        );
+    } else {
+        assert_eq!(counts.live(), 0, "epoll holds no buffer in the kernel");
+    }
+}
+
+/// Forwarded results and orphaned resources go by mail; each path is
+/// counted on the worker that sent it.
+#[test]
+fn ops_that_leave_their_worker_are_forwarded_and_counted() {
+    if driver() != percore::Driver::IoUring {
+        return; // epoll ops never leave their poll
+    }
+    let _w = watchdog("forward counters", 30);
+    let rt_a = runtime(1, 64);
+    let rt_b = runtime(1, 64);
+    for drop_it in [false, true] {
+        let (stream, mut peer) = std_pair();
+        let fut = rt_a.block_on(async move {
+            let mut f = Box::pin(async move {
+                let (r, buf) = stream.read(Vec::with_capacity(16)).await;
+                (r.map(|n| buf[..n].to_vec()), stream)
+            });
+            assert!(poll_once(&mut f).await.is_pending());
+            f
+        });
+        let before = rt_b.metrics()[0].ops_forwarded;
+        if drop_it {
+            rt_b.block_on(async move { drop(fut) });
+        } else {
+            peer.write_all(b"moved").unwrap();
+            let (got, _s) = rt_b.block_on(fut);
+            assert_eq!(got.unwrap(), b"moved");
+        }
+        assert_eq!(
+            rt_b.metrics()[0].ops_forwarded,
+            before + 1,
+            "drop: {drop_it}"
+        );
+    }
+}
+
+/// Fairness: a task that yields forever does not stop another task's I/O
+/// or timers on the same worker.
+#[test]
+fn a_task_that_yields_forever_does_not_starve_io_or_timers() {
+    let _w = watchdog("fairness", 30);
+    let rt = runtime(1, 64);
+    let spinner = rt.spawn(async {
+        loop {
+            percore::yield_now().await;
+        }
+    });
+    rt.block_on(async {
+        let (a, b) = tcp_pair().await;
+        for _ in 0..50 {
+            b.write_all(b"ping".to_vec()).await.0.unwrap();
+            let (r, _) = a.read(Vec::with_capacity(8)).await;
+            assert_eq!(r.unwrap(), 4);
+            percore::time::sleep(Duration::from_micros(200)).await;
+        }
+    });
+    spinner.abort();
+}
