@@ -409,3 +409,94 @@ fn a_task_that_yields_forever_does_not_starve_io_or_timers() {
     });
     spinner.abort();
 }
+
+/// A waker that counts its drops (each clone counts once when dropped).
+struct DropCounting(Arc<AtomicUsize>);
+
+impl Wake for DropCounting {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for DropCounting {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Polls `fut` once on the current worker with a drop-counting waker.
+async fn poll_with_counting_waker<F: Future + Unpin>(fut: &mut F, drops: &Arc<AtomicUsize>) {
+    let waker = Waker::from(Arc::new(DropCounting(drops.clone())));
+    let mut cx = Context::from_waker(&waker);
+    assert!(std::pin::Pin::new(fut).poll(&mut cx).is_pending());
+}
+
+/// Waits up to 2 s for `drops` to reach 1.
+fn dropped_within(drops: &AtomicUsize) -> bool {
+    for _ in 0..200 {
+        if drops.load(SeqCst) >= 1 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A `Sleep` that moves to another worker re-registers there and its old
+/// worker drops the old entry (and the waker in it) at once, not at the
+/// deadline; likewise an epoll registration of a socket whose task moved.
+#[test]
+fn a_moved_future_leaves_no_timer_or_registration_behind() {
+    let _w = watchdog("moved leftovers", 60);
+    let rt_a = runtime(1, 64);
+    let rt_b = runtime(1, 64);
+
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let sleep = rt_a.block_on(async move {
+        let mut s = Box::pin(percore::time::sleep(Duration::from_secs(30)));
+        poll_with_counting_waker(&mut s, &d).await;
+        s
+    });
+    // The waker stored on A is a clone; the one made for the poll is gone.
+    drops.store(0, SeqCst);
+    let h = rt_b.spawn(async move {
+        let mut s = sleep;
+        assert!(poll_once(&mut s).await.is_pending()); // registers on B, mails A
+        s
+    });
+    let sleep = rt_b.block_on(h).unwrap();
+    assert!(
+        dropped_within(&drops),
+        "worker A still holds the moved sleep's waker"
+    );
+    drop(sleep);
+
+    if driver() != percore::Driver::Epoll {
+        return; // io_uring reads hold no registration
+    }
+    let (stream, _peer) = std_pair();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let read = rt_a.block_on(async move {
+        let mut r = Box::pin(async move {
+            let (res, _buf) = stream.read(Vec::with_capacity(16)).await;
+            (res, stream)
+        });
+        poll_with_counting_waker(&mut r, &d).await;
+        r
+    });
+    drops.store(0, SeqCst);
+    let h = rt_b.spawn(async move {
+        let mut r = read;
+        // The cached readiness makes the first try on B an attempt; the
+        // wait after it registers there.
+        assert!(poll_once(&mut r).await.is_pending());
+        r
+    });
+    let read = rt_b.block_on(h).unwrap();
+    assert!(
+        dropped_within(&drops),
+        "worker A still holds the moved read's waker"
+    );
+    drop(read);
+}

@@ -35,8 +35,9 @@ use std::sync::Arc;
 
 use io_uring::squeue;
 
-use super::uring::forward::{Abandon, Forwarded, Lost, Mail, SendData};
+use super::uring::forward::{Abandon, Forwarded, Lost};
 use crate::runtime::context;
+use crate::sched::mail::{Mail, SendData};
 use crate::sched::{registry, Remote};
 
 /// Resources an op hands to the kernel (buffers, socket addresses, fds).

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::runtime::context;
+use crate::sched::mail::Mail;
+use crate::sched::registry;
 
 /// A socket fd shared by its owner (a stream or listener) and the ops in
 /// flight on it; closed when the last of them lets go.
@@ -34,6 +36,8 @@ pub(crate) struct Socket(Arc<Inner>);
 struct Inner {
     fd: OwnedFd,
     token: AtomicU64,
+    /// Id of the epoll worker holding registration `token` (0: none).
+    registered_on: AtomicU64,
     /// The last read came back short: the receive queue was empty after it.
     drained: AtomicBool,
 }
@@ -43,6 +47,7 @@ impl Socket {
         Socket(Arc::new(Inner {
             fd,
             token: AtomicU64::new(0),
+            registered_on: AtomicU64::new(0),
             drained: AtomicBool::new(false),
         }))
     }
@@ -59,8 +64,12 @@ impl Socket {
         self.0.token.load(Relaxed)
     }
 
-    pub(crate) fn set_token(&self, t: u64) {
-        self.0.token.store(t, Relaxed);
+    /// Records a new epoll registration `t` on worker `worker`; returns the
+    /// previous one, if it was on another worker (which must forget it).
+    pub(crate) fn set_token(&self, t: u64, worker: u64) -> Option<(u64, u64)> {
+        let old = self.0.token.swap(t, Relaxed);
+        let old_worker = self.0.registered_on.swap(worker, Relaxed);
+        (old != 0 && old != t && old_worker != worker).then_some((old_worker, old))
     }
 
     pub(crate) fn drained(&self) -> bool {
@@ -78,15 +87,26 @@ impl Drop for Inner {
         if token == 0 {
             return;
         }
-        // Forget the registration on this worker; elsewhere, the stale entry
-        // is replaced when the fd number is registered again (token check).
+        // Forget the registration: here directly, on another worker by mail
+        // (closing the fd takes it out of the kernel's epoll sets; this
+        // clears the worker's own table and the wakers it holds).
         let fd = self.fd.as_raw_fd();
-        context::with_worker(|w| {
-            if let Ok(mut d) = w.driver.try_borrow_mut() {
-                if let Some(d) = d.epoll() {
-                    d.deregister(fd, token);
-                }
+        let worker = self.registered_on.load(Relaxed);
+        let done_here = context::with_worker(|w| {
+            if w.id != worker {
+                return false;
             }
+            let wakers = match w.driver.try_borrow_mut() {
+                Ok(mut d) => d.epoll().map(|d| d.deregister(fd, token, false)),
+                Err(_) => None,
+            };
+            drop(wakers);
+            true
         });
+        if done_here != Some(true) {
+            if let Some(owner) = registry::find(worker) {
+                owner.post(Mail::Deregister { fd, token });
+            }
+        }
     }
 }

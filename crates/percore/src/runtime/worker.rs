@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use super::guard::run_user_code;
 use super::shared::Shared;
 use crate::driver::op::OpData;
-use crate::driver::uring::forward::Mail;
 use crate::driver::IoDriver;
 use crate::metrics::WorkerMetrics;
+use crate::sched::mail::Mail;
 use crate::sched::primitives::lock;
 use crate::sched::{steal, Remote};
 use crate::task::join::{Harness, JoinHandle, JoinState};
@@ -186,12 +186,25 @@ impl Worker {
         let mut got_mail = false;
         while let Some(mail) = self.remote.pop_mail() {
             got_mail = true;
-            let mut driver = self.driver.borrow_mut();
-            let ring = driver.uring();
             match mail {
-                Mail::Forward { slot, cell } => wakers.extend(ring.forward(slot, cell)),
+                Mail::Forward { slot, cell } => {
+                    wakers.extend(self.driver.borrow_mut().uring().forward(slot, cell));
+                }
                 Mail::Orphan { slot, data } => {
-                    dead.extend(ring.orphan(slot, data.0, &self.metrics));
+                    let mut driver = self.driver.borrow_mut();
+                    dead.extend(driver.uring().orphan(slot, data.0, &self.metrics));
+                }
+                Mail::CancelTimer { deadline, id } => {
+                    let waker = self.timers.borrow_mut().remove(deadline, id);
+                    // A waker's drop is user code: not under the borrow.
+                    run_user_code("the drop of a timer's waker", move || drop(waker));
+                }
+                Mail::Deregister { fd, token } => {
+                    let wakers = match self.driver.borrow_mut().epoll() {
+                        Some(ep) => ep.deregister(fd, token, true),
+                        None => Vec::new(),
+                    };
+                    run_user_code("the drop of a waker", move || drop(wakers));
                 }
             }
         }

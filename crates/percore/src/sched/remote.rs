@@ -25,9 +25,9 @@ use crossbeam_queue::SegQueue;
 
 use super::park::Unparker;
 use super::primitives::{lock, AtomicBool, Mutex, Ordering::*};
-use crate::driver::uring::forward::Mail;
 use crate::metrics::WorkerMetrics;
 use crate::runtime::context;
+use crate::sched::mail::Mail;
 use crate::task::raw::Task;
 
 pub(crate) struct Remote {
@@ -177,6 +177,8 @@ impl Remote {
                         crate::runtime::guard::run_user_code("a waker", || w.wake());
                     }
                 }
+                // The worker's timers and epoll set are gone with it.
+                Mail::CancelTimer { .. } | Mail::Deregister { .. } => {}
             }
         }
     }

@@ -6,6 +6,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::runtime::context;
+use crate::sched::mail::Mail;
+use crate::sched::registry;
 
 /// Waits until `duration` has passed.
 pub fn sleep(duration: Duration) -> Sleep {
@@ -22,9 +24,10 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 
 /// Future returned by [`sleep`] and [`sleep_until`].
 ///
-/// It registers with the timers of the worker that first polls it. If it is
-/// dropped on another thread, its entry stays until the deadline and then
-/// fires harmlessly (a spurious wake).
+/// It registers with the timers of the worker that polls it. If its task
+/// moves to another worker, it registers there and mails its old worker to
+/// drop the old entry. If it is dropped on another thread, its entry stays
+/// until the deadline and then fires harmlessly (a spurious wake).
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
@@ -83,7 +86,15 @@ impl Future for Sleep {
             let mut timers = w.timers.borrow_mut();
             let refreshed = match entry {
                 Some((worker, id)) if worker == w.id => timers.update(deadline, id, cx.waker()),
-                _ => None,
+                // Registered on a worker this task has left: that worker
+                // drops the entry (and the waker it holds) by mail.
+                Some((worker, id)) => {
+                    if let Some(old) = registry::find(worker) {
+                        old.post(Mail::CancelTimer { deadline, id });
+                    }
+                    None
+                }
+                None => None,
             };
             match refreshed {
                 // The replaced waker is dropped after the borrow ends.

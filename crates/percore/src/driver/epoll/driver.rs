@@ -116,11 +116,37 @@ impl Driver {
         Ok(token)
     }
 
-    /// Forgets `fd` (its socket is being closed on this worker).
-    pub(crate) fn deregister(&mut self, fd: RawFd, token: u64) {
-        if self.regs.get(&fd).is_some_and(|r| r.token == token) {
-            self.regs.remove(&fd);
+    /// Forgets registration `token` of `fd`, if it is still the current
+    /// one here. `remove_from_set`: also take the fd out of the epoll set
+    /// (it stays open: its socket moved to another worker); not needed when
+    /// the socket is being closed, which removes it. Returns the wakers it
+    /// held, for the caller to drop outside any borrow.
+    pub(crate) fn deregister(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        remove_from_set: bool,
+    ) -> Vec<Waker> {
+        if self.regs.get(&fd).is_none_or(|r| r.token != token) {
+            return Vec::new();
         }
+        let reg = self.regs.remove(&fd);
+        if remove_from_set {
+            // SAFETY: valid epoll fd; DEL ignores the event pointer. The
+            // token matched, so `fd` still names the socket registered here
+            // (a reused number would have been registered under a new one).
+            unsafe {
+                libc::epoll_ctl(
+                    self.ep.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+        reg.into_iter()
+            .flat_map(|r| r.read_waker.into_iter().chain(r.write_waker))
+            .collect()
     }
 
     /// Clears the cached readiness before a syscall attempt.

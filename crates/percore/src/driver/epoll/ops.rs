@@ -16,6 +16,8 @@ use crate::driver::buf::{IoBuf, IoBufMut};
 use crate::net::sockaddr::RawAddr;
 use crate::net::socket::Socket;
 use crate::runtime::context;
+use crate::sched::mail::Mail;
+use crate::sched::registry;
 
 fn with_epoll<R>(f: impl FnOnce(&mut super::Driver) -> R) -> R {
     context::with_worker(|w| {
@@ -65,12 +67,24 @@ async fn retry<T>(
 ) -> io::Result<T> {
     let fd = sock.raw();
     loop {
-        with_epoll(|d| -> io::Result<()> {
+        let moved = context::with_worker(|w| -> io::Result<_> {
+            let mut d = w.driver.borrow_mut();
+            let d = d.epoll().expect("epoll op on a worker that runs io_uring");
             let token = d.register(fd, sock.token())?;
-            sock.set_token(token);
             d.clear(fd, interest);
-            Ok(())
-        })?;
+            Ok(sock.set_token(token, w.id))
+        })
+        .expect(
+            "percore I/O must run on a percore worker: use Runtime::block_on or spawn a task",
+        )?;
+        // The socket was registered on another worker (its task moved):
+        // that worker forgets it, so it neither keeps delivering the fd's
+        // edges there nor holds this task's wakers.
+        if let Some((worker, token)) = moved {
+            if let Some(old) = registry::find(worker) {
+                old.post(Mail::Deregister { fd, token });
+            }
+        }
         match attempt() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 Ready {

@@ -24,8 +24,6 @@
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use crate::driver::op::OpData;
-
 /// Where a forwarded op's result is delivered.
 pub(crate) struct Forwarded(Mutex<Cell>);
 
@@ -126,24 +124,4 @@ impl Forwarded {
             }
         }
     }
-}
-
-/// Op resources crossing to the worker whose ring has them in flight.
-pub(crate) struct SendData(pub(crate) Box<dyn OpData>);
-
-// SAFETY: a `SendData` is made for an op handled on a thread other than its
-// ring's worker's (or mailed by that worker to itself). An op's future
-// reaches another thread only inside a future that was sent there: a stolen
-// `spawn` task, a future passed to another runtime's `block_on`/`spawn`, or
-// one moved to a plain thread. Each of those required the future to be
-// `Send`, so every op resource it holds across an await is `Send` too.
-// `spawn_local` futures never leave their worker.
-unsafe impl Send for SendData {}
-
-/// A message to the worker that owns a ring, about one of its ops.
-pub(crate) enum Mail {
-    /// Deliver op `slot`'s result into `cell` (and wake its waker).
-    Forward { slot: u32, cell: Arc<Forwarded> },
-    /// Op `slot`'s future is gone; here are its resources.
-    Orphan { slot: u32, data: SendData },
 }
