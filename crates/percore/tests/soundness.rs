@@ -500,3 +500,98 @@ fn a_moved_future_leaves_no_timer_or_registration_behind() {
     );
     drop(read);
 }
+
+/// A waker whose last clone panics when dropped (safe code can build one).
+struct PanicOnLastDrop;
+
+impl Wake for PanicOnLastDrop {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for PanicOnLastDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("PanicOnLastDrop dropped");
+        }
+    }
+}
+
+/// Review finding: an op forwarded to another runtime holds the only clone
+/// of a waker whose drop panics; dropping the op must still hand its buffer
+/// to the ring's worker (not unwind through it) and not panic itself.
+#[test]
+fn a_panicking_waker_drop_cannot_unwind_through_a_forwarded_op() {
+    if driver() != percore::Driver::IoUring {
+        return;
+    }
+    let _w = watchdog("forwarded waker drop", 30);
+    let rt_a = runtime(1, 64);
+    let rt_b = runtime(1, 64);
+    let counts = Arc::new(Counts::default());
+    let (stream, mut peer) = std_pair();
+    let c = counts.clone();
+    let fut = rt_a.block_on(async move {
+        let mut f = Box::pin(async move {
+            let (r, buf) = stream.read(CountedBuf::new(&c, 4096)).await;
+            (r, buf, stream)
+        });
+        assert!(poll_once(&mut f).await.is_pending());
+        f
+    });
+    let dropped_cleanly = rt_b.block_on(async move {
+        let mut fut = fut;
+        {
+            let waker = Waker::from(Arc::new(PanicOnLastDrop));
+            let mut cx = Context::from_waker(&waker);
+            // Forwarded: the cell keeps a clone; ours goes now, so the
+            // cell's is the last one.
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            drop(waker);
+        }
+        catch_unwind(AssertUnwindSafe(move || drop(fut))).is_ok()
+    });
+    // Before the fix the waker's panic unwound out of `abandon`, through
+    // the buffer, while the recv was armed on A's ring.
+    assert!(dropped_cleanly, "Op::drop let a waker's panic out");
+    peer.write_all(&[1u8; 64]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counts.live() != 0 && std::time::Instant::now() < deadline {
+        rt_a.block_on(async { percore::nop().await.unwrap() });
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        counts.live(),
+        0,
+        "freed by the ring's worker at the final CQE"
+    );
+}
+
+/// Review finding: a runtime dropped while a slot holds a waker whose drop
+/// panics shuts down normally (the panic is reported, not propagated).
+#[test]
+fn a_runtime_drop_survives_a_panicking_waker_in_a_slot() {
+    let _w = watchdog("driver drop waker", 30);
+    let rt = Arc::new(runtime(1, 64));
+    let (stream, _peer) = std_pair();
+    let r = rt.clone();
+    let fut = within(10, "setup", move || {
+        r.block_on(async move {
+            let mut f = Box::pin(async move {
+                let (res, buf) = stream.read(Vec::with_capacity(64)).await;
+                (res, buf, stream)
+            });
+            {
+                let waker = Waker::from(Arc::new(PanicOnLastDrop));
+                let mut cx = Context::from_waker(&waker);
+                assert!(f.as_mut().poll(&mut cx).is_pending());
+                drop(waker); // the slot's clone is now the last
+            }
+            f
+        })
+    });
+    let rt = Arc::try_unwrap(rt).unwrap();
+    within(10, "dropping the runtime", move || drop(rt));
+    // Its ring is gone: dropping the op now leaks its buffer (io_uring).
+    let r = catch_unwind(AssertUnwindSafe(move || drop(fut)));
+    assert!(r.is_ok());
+}

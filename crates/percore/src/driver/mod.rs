@@ -20,6 +20,22 @@ use std::time::Duration;
 use crate::metrics::WorkerMetrics;
 use op::OpData;
 
+/// What a driver hands its worker to run or drop after the driver's borrow
+/// ends, because each is user code (`runtime/guard.rs`).
+#[derive(Default)]
+pub(crate) struct Released {
+    /// Resources of orphaned ops whose final CQE arrived, with its result.
+    pub(crate) orphans: Vec<(Box<dyn OpData>, i32)>,
+    /// Wakers the driver replaced or forgot (a waker's drop is user code).
+    pub(crate) retired: Vec<Waker>,
+}
+
+impl Released {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.orphans.is_empty() && self.retired.is_empty()
+    }
+}
+
 /// Which I/O driver a runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Driver {
@@ -110,14 +126,10 @@ impl IoDriver {
         }
     }
 
-    pub(crate) fn take_ready(
-        &mut self,
-        wakers: &mut Vec<Waker>,
-        dead: &mut Vec<(Box<dyn OpData>, i32)>,
-    ) {
+    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>, dead: &mut Released) {
         match self {
             IoDriver::Uring(d) => d.take_ready(wakers, dead),
-            IoDriver::Epoll(d) => d.take_ready(wakers),
+            IoDriver::Epoll(d) => d.take_ready(wakers, dead),
         }
     }
 

@@ -207,11 +207,13 @@ fn ring_owner(id: u64, index: usize) -> Option<Arc<Remote>> {
 }
 
 impl<T: OpData> Drop for Op<T> {
-    /// Never frees memory the kernel may still write, and never panics
-    /// itself (DESIGN invariant 8): resources of an op in flight go to its
-    /// ring's worker, or are leaked (and counted) when it cannot be reached.
+    /// Never frees memory the kernel may still write (DESIGN invariant 8):
+    /// resources of an op in flight go to its ring's worker, or are leaked
+    /// (and counted) when it cannot be reached. Until they are handed on they
+    /// sit in a [`Held`], so a panic on the way (a waker's `Drop` run by
+    /// something this calls) leaks them instead of unwinding through them.
     /// Resources whose op already completed are dropped here, which runs
-    /// their own `Drop` (user code) in the dropping context.
+    /// their own `Drop` (user code) in the dropping context, as for any value.
     fn drop(&mut self) {
         let state = mem::replace(&mut self.state, State::Finished);
         let Some(data) = self.data.take() else {
@@ -223,44 +225,67 @@ impl<T: OpData> Drop for Op<T> {
                 slot,
                 worker,
                 index,
-            } => release_in_flight(slot, worker, index, Box::new(data)),
+            } => release_in_flight(slot, worker, index, Held(Some(Box::new(data)))),
             State::Forwarded {
                 slot,
                 ring_owner,
                 cell,
-            } => match cell.abandon() {
-                // The ring already released the slot: clean up here.
-                Abandon::Done(res) => Box::new(data).orphaned(res),
-                Abandon::Pending => ring_owner.post(Mail::Orphan {
-                    slot,
-                    data: SendData(Box::new(data)),
-                }),
-                Abandon::Lost => leak(Box::new(data)),
-            },
+            } => {
+                let mut held = Held(Some(Box::new(data)));
+                match cell.abandon() {
+                    // The ring already released the slot: clean up here.
+                    Abandon::Done(res) => held.take().orphaned(res),
+                    Abandon::Pending => ring_owner.post(Mail::Orphan {
+                        slot,
+                        data: SendData(held.take()),
+                    }),
+                    // `held` leaks them.
+                    Abandon::Lost => {}
+                }
+            }
+        }
+    }
+}
+
+/// Resources of an op in flight on their way out of its `Op`. Dropped while
+/// still holding them (a panic unwinding, or no worker to take them), it
+/// leaks them: the kernel may still use that memory.
+struct Held(Option<Box<dyn OpData>>);
+
+impl Held {
+    fn take(&mut self) -> Box<dyn OpData> {
+        match self.0.take() {
+            Some(d) => d,
+            None => unreachable!("op resources handed on twice"),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(data) = self.0.take() {
+            crate::metrics::count_leaked_op();
+            mem::forget(data);
         }
     }
 }
 
 /// Hands the resources of op `slot`, in flight on worker `worker`'s ring,
 /// to that worker; see `Drop for Op`.
-fn release_in_flight(slot: u32, worker: u64, index: usize, data: Box<dyn OpData>) {
-    let mut held = Some(data);
+fn release_in_flight(slot: u32, worker: u64, index: usize, mut held: Held) {
     let mut done = None;
     let on_ring = context::with_worker(|w| {
         if w.id != worker {
             return false;
         }
-        let Some(data) = held.take() else {
-            return true;
-        };
         match w.driver.try_borrow_mut() {
-            Ok(mut driver) => done = driver.uring().orphan(slot, data, &w.metrics),
+            Ok(mut driver) => done = driver.uring().orphan(slot, held.take(), &w.metrics),
             // Dropped while the driver is borrowed (from a `Drop` the driver
             // itself triggered): mail it to this worker's own inbox, handled
             // at the top of the next loop pass.
             Err(_) => w.remote.post(Mail::Orphan {
                 slot,
-                data: SendData(data),
+                data: SendData(held.take()),
             }),
         }
         true
@@ -270,24 +295,15 @@ fn release_in_flight(slot: u32, worker: u64, index: usize, data: Box<dyn OpData>
         // The op had completed but nobody looked: clean up its result.
         data.orphaned(res);
     }
-    let Some(data) = held else {
+    if on_ring {
         return;
-    };
-    debug_assert!(!on_ring);
-    match ring_owner(worker, index) {
-        Some(owner) => {
-            context::with_worker(|w| w.metrics.ops_forwarded.bump());
-            owner.post(Mail::Orphan {
-                slot,
-                data: SendData(data),
-            });
-        }
-        None => leak(data),
     }
-}
-
-/// The kernel may still use this memory and no driver can take it: leak it.
-fn leak(data: Box<dyn OpData>) {
-    crate::metrics::count_leaked_op();
-    mem::forget(data);
+    // If the ring's worker exited, `held` leaks the resources.
+    if let Some(owner) = ring_owner(worker, index) {
+        context::with_worker(|w| w.metrics.ops_forwarded.bump());
+        owner.post(Mail::Orphan {
+            slot,
+            data: SendData(held.take()),
+        });
+    }
 }

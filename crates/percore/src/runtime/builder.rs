@@ -201,7 +201,9 @@ impl Builder {
         }
         let workers: Vec<WorkerInfo> = infos.into_iter().flatten().collect();
         if let Some(cause) = workers.iter().find_map(|w| w.fallback.as_ref()) {
-            eprintln!("percore: io_uring is unavailable, using the epoll driver: {cause}");
+            super::guard::report(format_args!(
+                "percore: io_uring is unavailable, using the epoll driver: {cause}"
+            ));
         }
         let rt = Runtime {
             shared,
@@ -296,7 +298,22 @@ fn worker_main(
         Err(p) => shared.fail(index, &format!("percore panicked: {}", panic_message(&*p))),
     }
     let deadline = shared.drain_deadline();
-    worker.shutdown(deadline.max(Instant::now()));
+    let shutdown = catch_unwind(AssertUnwindSafe(|| {
+        worker.shutdown(deadline.max(Instant::now()))
+    }));
+    if let Err(p) = shutdown {
+        // Never leave the others waiting on this worker, or its tasks'
+        // handles unresolved; and never free what its ring may still write.
+        super::guard::report(format_args!(
+            "percore: worker {index}: shutdown panicked: {}; its ring and remaining ops are leaked",
+            panic_message(&*p)
+        ));
+        worker.abandon();
+        crate::sched::registry::unregister(id);
+        context::set(None);
+        std::mem::forget(worker);
+        return;
+    }
     crate::sched::registry::unregister(id);
     context::set(None);
     drop(worker);

@@ -29,13 +29,21 @@ pub(crate) fn run_user_code(what: &str, f: impl FnOnce()) {
             w.remote.index.to_string()
         })
         .unwrap_or_else(|| "-".into());
-        eprintln!(
+        report(format_args!(
             "percore: worker {worker}: {what} panicked: {}; the worker carries on",
             panic_message(&*p)
-        );
+        ));
         // The payload's own drop is user code too; it must not escape.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(p)));
     }
+}
+
+/// Writes one line to stderr, ignoring errors: `eprintln!` panics when
+/// stderr is gone (EPIPE), which on a worker is the very death this module
+/// exists to prevent.
+pub(crate) fn report(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The message of a panic payload, if it is a string.

@@ -77,7 +77,7 @@ impl Shared {
     /// `block_on` panics with this cause.
     pub(crate) fn fail(&self, index: usize, cause: &str) {
         let msg = format!("worker {index} failed: {cause}");
-        eprintln!("percore: {msg}; shutting the runtime down");
+        super::guard::report(format_args!("percore: {msg}; shutting the runtime down"));
         let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if f.is_none() {
             *f = Some(msg);

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::guard::run_user_code;
 use super::shared::Shared;
-use crate::driver::op::OpData;
-use crate::driver::IoDriver;
+use crate::driver::{IoDriver, Released};
 use crate::metrics::WorkerMetrics;
 use crate::sched::mail::Mail;
 use crate::sched::primitives::lock;
@@ -54,9 +53,11 @@ pub(crate) struct Worker {
     rng: Cell<u64>,
     /// Wake parked siblings with `IORING_OP_MSG_RING` (else: eventfd).
     msg_ring: bool,
+    /// This worker has told `shared` its tasks are dropped (shutdown).
+    tasks_marked: Cell<bool>,
 }
 
-type Dead = Vec<(Box<dyn OpData>, i32)>;
+type Dead = Released;
 
 impl Worker {
     pub(crate) fn new(
@@ -77,6 +78,7 @@ impl Worker {
             local: RefCell::new(VecDeque::new()),
             local_next: Cell::new(false),
             msg_ring,
+            tasks_marked: Cell::new(false),
         }
     }
 
@@ -142,7 +144,7 @@ impl Worker {
     /// the driver call that failed (the caller fails the runtime).
     pub(crate) fn run(&self) -> io::Result<()> {
         let mut wakers: Vec<Waker> = Vec::new();
-        let mut dead: Dead = Vec::new();
+        let mut dead = Dead::default();
         loop {
             self.take_inbox(&mut wakers, &mut dead);
             self.run_tasks();
@@ -192,7 +194,8 @@ impl Worker {
                 }
                 Mail::Orphan { slot, data } => {
                     let mut driver = self.driver.borrow_mut();
-                    dead.extend(driver.uring().orphan(slot, data.0, &self.metrics));
+                    dead.orphans
+                        .extend(driver.uring().orphan(slot, data.0, &self.metrics));
                 }
                 Mail::CancelTimer { deadline, id } => {
                     let waker = self.timers.borrow_mut().remove(deadline, id);
@@ -287,8 +290,11 @@ impl Worker {
         for w in wakers.drain(..) {
             run_user_code("a waker", || w.wake());
         }
-        for (data, res) in dead.drain(..) {
+        for (data, res) in dead.orphans.drain(..) {
             run_user_code("the drop of a cancelled op's buffer", || data.orphaned(res));
+        }
+        for w in dead.retired.drain(..) {
+            run_user_code("the drop of a waker", move || drop(w));
         }
     }
 
@@ -326,6 +332,26 @@ impl Worker {
         Ok(())
     }
 
+    /// After `shutdown` itself panicked: drop what tasks are left (on this,
+    /// their home thread; each drop's panic contained), refuse further
+    /// tasks and mail (leaking orphans mailed here), and let the other
+    /// workers proceed. The caller then leaks the worker, ring and all.
+    pub(crate) fn abandon(&self) {
+        let tasks: Vec<Arc<Task>> = lock(&self.remote.owned).drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            t.cancel();
+        }
+        self.remote.close();
+        self.mark_tasks_dropped();
+    }
+
+    /// Tells the runtime this worker has dropped its tasks, once.
+    fn mark_tasks_dropped(&self) {
+        if !self.tasks_marked.replace(true) {
+            self.shared.mark_tasks_dropped();
+        }
+    }
+
     /// Shutdown, in three phases (`docs/architecture.md`, "Shutdown"):
     ///
     /// 1. drop every task this worker owns (cancelling their ops);
@@ -336,7 +362,7 @@ impl Worker {
     ///    by the driver, never freed.
     pub(crate) fn shutdown(&self, deadline: Instant) {
         let mut wakers = Vec::new();
-        let mut dead = Vec::new();
+        let mut dead = Dead::default();
         // Dropping futures may wake or even spawn tasks; repeat until none.
         for _ in 0..1000 {
             self.take_inbox(&mut wakers, &mut dead);
@@ -357,7 +383,7 @@ impl Worker {
         for (_, t) in lock(&self.remote.owned).drain() {
             t.leak_future();
         }
-        self.shared.mark_tasks_dropped();
+        self.mark_tasks_dropped();
         while !self.shared.all_tasks_dropped() && Instant::now() < deadline {
             self.take_inbox(&mut wakers, &mut dead);
             let _ = self.driver.borrow_mut().submit_and_reap(&self.metrics);

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use crate::driver::Released;
 use crate::metrics::WorkerMetrics;
 
 /// Event data of the unpark eventfd.
@@ -50,6 +51,8 @@ pub(crate) struct Driver {
     regs: HashMap<RawFd, Reg>,
     events: Vec<libc::epoll_event>,
     wakers: Vec<Waker>,
+    /// Wakers replaced or forgot here, dropped by the worker later.
+    retired: Vec<Waker>,
     unpark_fd: RawFd,
 }
 
@@ -78,6 +81,7 @@ impl Driver {
             regs: HashMap::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
             wakers: Vec::new(),
+            retired: Vec::new(),
             unpark_fd,
         })
     }
@@ -174,7 +178,7 @@ impl Driver {
         }
         match slot {
             Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
+            _ => self.retired.extend(slot.replace(waker.clone())),
         }
         Poll::Pending
     }
@@ -182,10 +186,11 @@ impl Driver {
     /// Drops a waiting operation's waker (its future was dropped).
     pub(crate) fn unwait(&mut self, fd: RawFd, interest: Interest) {
         if let Some(r) = self.regs.get_mut(&fd) {
-            match interest {
-                Interest::Read => r.read_waker = None,
-                Interest::Write => r.write_waker = None,
-            }
+            let w = match interest {
+                Interest::Read => r.read_waker.take(),
+                Interest::Write => r.write_waker.take(),
+            };
+            self.retired.extend(w);
         }
     }
 
@@ -249,12 +254,13 @@ impl Driver {
         Ok(())
     }
 
-    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>) {
+    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>, dead: &mut Released) {
         std::mem::swap(&mut self.wakers, wakers);
+        dead.retired.append(&mut self.retired);
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        !self.wakers.is_empty()
+        !self.wakers.is_empty() || !self.retired.is_empty()
     }
 }
 

@@ -20,7 +20,9 @@ use io_uring::{opcode, squeue, types, IoUring};
 use super::forward::Forwarded;
 use super::setup::{build_ring, RingFeatures, RingSetup};
 use crate::driver::op::OpData;
+use crate::driver::Released;
 use crate::metrics::WorkerMetrics;
+use crate::runtime::guard::run_user_code;
 
 /// `io_uring_enter` flag: wait for / reap completions (and run deferred
 /// task work). The io-uring crate keeps its `sys` module private.
@@ -63,7 +65,7 @@ pub(crate) struct Driver {
     /// Ops whose final CQE has not been reaped (live and orphaned).
     in_flight: usize,
     wakers: Vec<Waker>,
-    dead: Vec<(Box<dyn OpData>, i32)>,
+    dead: Released,
     /// The worker's unpark eventfd, and the 8 bytes the kernel reads it into.
     unpark_fd: RawFd,
     unpark_buf: Box<u64>,
@@ -84,7 +86,7 @@ impl Driver {
             free: Vec::new(),
             in_flight: 0,
             wakers: Vec::new(),
-            dead: Vec::new(),
+            dead: Released::default(),
             unpark_fd,
             unpark_buf: Box::new(0),
             unpark_armed: false,
@@ -159,7 +161,7 @@ impl Driver {
             Slot::InFlight(w) => {
                 match w {
                     Some(w) if w.will_wake(waker) => {}
-                    _ => *w = Some(waker.clone()),
+                    _ => self.dead.retired.extend(w.replace(waker.clone())),
                 }
                 Poll::Pending
             }
@@ -188,7 +190,9 @@ impl Driver {
                 Some((data, res))
             }
             Slot::InFlight(_) | Slot::Forwarded(_) => {
-                *slot = Slot::Orphaned(data);
+                if let Slot::InFlight(Some(w)) = mem::replace(slot, Slot::Orphaned(data)) {
+                    self.dead.retired.push(w);
+                }
                 let cancel = opcode::AsyncCancel::new(u64::from(idx))
                     .build()
                     .user_data(CANCEL_TAG);
@@ -219,7 +223,9 @@ impl Driver {
                 Err(()) => None,
             },
             Slot::InFlight(_) => {
-                *slot = Slot::Forwarded(cell);
+                if let Slot::InFlight(Some(w)) = mem::replace(slot, Slot::Forwarded(cell)) {
+                    self.dead.retired.push(w);
+                }
                 None
             }
             Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) => {
@@ -446,11 +452,7 @@ impl Driver {
 
     /// Hands over wakers to call and orphaned resources to drop, collected
     /// while reaping. The caller runs them with the driver unborrowed.
-    pub(crate) fn take_ready(
-        &mut self,
-        wakers: &mut Vec<Waker>,
-        dead: &mut Vec<(Box<dyn OpData>, i32)>,
-    ) {
+    pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>, dead: &mut Released) {
         mem::swap(&mut self.wakers, wakers);
         mem::swap(&mut self.dead, dead);
     }
@@ -466,7 +468,7 @@ fn complete_slot(
     free: &mut Vec<u32>,
     in_flight: &mut usize,
     wakers: &mut Vec<Waker>,
-    dead: &mut Vec<(Box<dyn OpData>, i32)>,
+    dead: &mut Released,
     idx: u32,
     res: i32,
     flags: u32,
@@ -484,7 +486,7 @@ fn complete_slot(
             let Slot::Orphaned(data) = mem::replace(slot, Slot::Free) else {
                 unreachable!()
             };
-            dead.push((data, res));
+            dead.orphans.push((data, res));
             free.push(idx);
             *in_flight -= 1;
         }
@@ -511,11 +513,14 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // The worker drains before dropping us; whatever is still in flight
         // (the drain deadline passed) may yet be written by the kernel, so its
-        // memory is leaked rather than freed (PITFALLS 1 and 6).
+        // memory is leaked rather than freed (PITFALLS 1 and 6). The ring
+        // itself (the first field) closes after this body.
         if self.unpark_armed {
             mem::forget(mem::replace(&mut self.unpark_buf, Box::new(0)));
         }
-        for slot in self.slots.drain(..) {
+        let slots = mem::take(&mut self.slots);
+        let mut wakers = Vec::new();
+        for slot in slots {
             match slot {
                 Slot::Orphaned(data) => {
                     crate::metrics::count_leaked_op();
@@ -523,13 +528,21 @@ impl Drop for Driver {
                 }
                 // Its future waits elsewhere: its next poll learns that no
                 // result will come (and its drop leaks the resources).
-                Slot::Forwarded(cell) => {
-                    if let Some(w) = cell.lose() {
-                        crate::runtime::guard::run_user_code("a waker", || w.wake());
-                    }
-                }
-                Slot::Free | Slot::InFlight(_) | Slot::Done { .. } => {}
+                Slot::Forwarded(cell) => wakers.extend(cell.lose()),
+                Slot::InFlight(w) => self.dead.retired.extend(w),
+                Slot::Free | Slot::Done { .. } => {}
             }
+        }
+        // User code last, each call guarded, so no panic can unwind through
+        // the loop above while it still holds orphans.
+        for w in wakers.into_iter().chain(mem::take(&mut self.wakers)) {
+            run_user_code("a waker", || w.wake());
+        }
+        for (data, res) in mem::take(&mut self.dead.orphans) {
+            run_user_code("the drop of a cancelled op's buffer", || data.orphaned(res));
+        }
+        for w in mem::take(&mut self.dead.retired) {
+            run_user_code("the drop of a waker", move || drop(w));
         }
     }
 }

@@ -75,8 +75,10 @@ impl Forwarded {
                 Ok(w)
             }
             Cell::Abandoned => Err(()),
-            // Completion and loss come from the same (ring's) worker, which
-            // completes a slot once; tolerate rather than panic in a reap.
+            // A forwarded slot completes once; a cell is lost only when its
+            // Forward mail was never handled (or at the ring's teardown), so
+            // neither happens before a completion. Tolerate rather than
+            // panic in a reap.
             Cell::Ready(..) | Cell::Lost => Ok(None),
         }
     }
@@ -102,10 +104,13 @@ impl Forwarded {
             Cell::Ready(res, flags) => Poll::Ready(Ok((*res, *flags))),
             Cell::Lost => Poll::Ready(Err(Lost)),
             Cell::Waiting(w) => {
-                match w {
-                    Some(w) if w.will_wake(waker) => {}
-                    _ => *w = Some(waker.clone()),
-                }
+                let old = match w {
+                    Some(w) if w.will_wake(waker) => None,
+                    _ => w.replace(waker.clone()),
+                };
+                drop(c);
+                // A waker's drop is user code: never under the lock.
+                drop(old);
                 Poll::Pending
             }
             Cell::Abandoned => unreachable!("forwarded op polled after it was dropped"),
@@ -113,15 +118,23 @@ impl Forwarded {
     }
 
     /// The op's future is being dropped; see [`Abandon`].
+    ///
+    /// Never panics: the waker it replaces is dropped outside the lock and
+    /// under the user-code guard, since `Op::drop` calls this.
     pub(crate) fn abandon(&self) -> Abandon {
         let mut c = self.cell();
-        match &*c {
-            Cell::Ready(res, _) => Abandon::Done(*res),
-            Cell::Lost => Abandon::Lost,
-            _ => {
-                *c = Cell::Abandoned;
-                Abandon::Pending
-            }
+        let (answer, old) = match &*c {
+            Cell::Ready(res, _) => (Abandon::Done(*res), None),
+            Cell::Lost => (Abandon::Lost, None),
+            _ => (
+                Abandon::Pending,
+                Some(std::mem::replace(&mut *c, Cell::Abandoned)),
+            ),
+        };
+        drop(c);
+        if let Some(old) = old {
+            crate::runtime::guard::run_user_code("the drop of a waker", move || drop(old));
         }
+        answer
     }
 }
