@@ -1,20 +1,28 @@
 //! loom models of the scheduler's cross-thread protocols, run on the real
-//! state machines (`TaskState`, `Latch`, `StealPolicy`), with loom's queue
-//! stand-in (a `Mutex<VecDeque>`) and the kernel signal (eventfd / MSG_RING)
-//! modelled as a counter. Run with:
+//! code: `TaskState`, and real `Remote`s, `Task`s and `Shared` driving the
+//! real `Remote::push`/`unpark`, `Latch`, `steal_from`, `wake_idle_sibling`
+//! and `sibling_has_surplus`. Two things are stand-ins: the queue under
+//! loom is `primitives::SegQueue`'s linearizable mutex version (why that is
+//! faithful: `sched/primitives.rs`), and the kernel signal (eventfd or
+//! `MSG_RING`) is observed as the `remote_unparks` counter that `unpark`
+//! bumps exactly when it signals. Run with:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p percore --lib --release loom
 //! ```
 
-use std::collections::VecDeque;
+use std::time::Duration;
 
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
-use loom::sync::{Arc, Mutex};
+use loom::sync::Arc;
 use loom::thread;
 
-use super::primitives::Ordering::*;
-use super::{Latch, StealPolicy};
+use super::primitives::{lock, Ordering::*, SegQueue};
+use super::steal::{sibling_has_surplus, steal_from, wake_idle_sibling};
+use super::{Remote, StealPolicy};
+use crate::metrics::WorkerMetrics;
+use crate::runtime::shared::Shared;
+use crate::task::raw::Task;
 use crate::task::state::{AfterPoll, TaskState};
 
 /// Explores interleavings with at most 3 preemptions per execution (the
@@ -30,7 +38,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 /// that catches two concurrent polls.
 struct Model {
     state: TaskState,
-    queue: Mutex<VecDeque<()>>,
+    queue: SegQueue<()>,
     running: AtomicBool,
     wakes: AtomicUsize,
 }
@@ -38,18 +46,19 @@ struct Model {
 impl Model {
     fn new() -> Arc<Model> {
         // A new task is SCHEDULED and queued once.
+        let queue = SegQueue::new();
+        queue.push(());
         Arc::new(Model {
             state: TaskState::new_scheduled(),
-            queue: Mutex::new(VecDeque::from([()])),
+            queue,
             running: AtomicBool::new(false),
             wakes: AtomicUsize::new(0),
         })
     }
 
     fn enqueue(&self) {
-        let mut q = self.queue.lock().unwrap();
-        q.push_back(());
-        assert!(q.len() <= 1, "a task was queued twice");
+        self.queue.push(());
+        assert!(self.queue.len() <= 1, "a task was queued twice");
     }
 
     fn wake(&self) {
@@ -62,7 +71,7 @@ impl Model {
     /// Pops and polls the task if it is queued; returns the wakes the poll
     /// observed, if it ran.
     fn run_once(&self) -> Option<usize> {
-        self.queue.lock().unwrap().pop_front()?;
+        self.queue.pop()?;
         self.state.start_run();
         assert!(
             !self.running.swap(true, SeqCst),
@@ -133,62 +142,78 @@ fn loom_owner_and_thief_never_run_a_task_twice() {
     });
 }
 
-/// Park vs wake: the worker either sees the pushed work in its re-check,
-/// or the waker signals it exactly once.
+/// A runtime's shared parts with two workers (no threads, no rings):
+/// real `Remote`s with their latches and queues, stealing on at threshold 1.
+fn two_workers() -> std::sync::Arc<Shared> {
+    let remotes = (0..2)
+        .map(|i| {
+            std::sync::Arc::new(
+                Remote::new(i, std::sync::Arc::new(WorkerMetrics::default())).unwrap(),
+            )
+        })
+        .collect();
+    std::sync::Arc::new(Shared::new(
+        remotes,
+        StealPolicy::new(true, 1),
+        Duration::from_secs(1),
+    ))
+}
+
+/// A `spawn` task homed on worker `home` (never polled in the models).
+fn task(shared: &std::sync::Arc<Shared>, home: usize) -> std::sync::Arc<Task> {
+    Task::new(shared.clone(), home, true, Box::pin(async {}))
+}
+
+/// Park vs wake, on the real path: another thread hands worker 1 a task
+/// (`Remote::push`, which calls `unpark`); worker 1 parks as `Worker::park`
+/// does (`prepare_park`, then re-checks `has_work`). Either the re-check
+/// sees the task, or `unpark` signals exactly once.
 #[test]
 fn loom_park_never_loses_a_wakeup() {
     model(|| {
-        let latch = Arc::new(Latch::new());
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
-        let signals = Arc::new(AtomicUsize::new(0));
+        let shared = two_workers();
+        let worker = shared.remotes[1].clone();
+        let t = task(&shared, 1);
         let waker = {
-            let (latch, queue, signals) = (latch.clone(), queue.clone(), signals.clone());
-            thread::spawn(move || {
-                queue.lock().unwrap().push_back(1);
-                if latch.notify() {
-                    signals.fetch_add(1, SeqCst);
-                }
-            })
+            let worker = worker.clone();
+            thread::spawn(move || worker.push(t))
         };
-        latch.prepare_park();
-        let saw_work = !queue.lock().unwrap().is_empty();
+        worker.unparker.latch.prepare_park();
+        let saw_work = worker.has_work();
         // Parking here would sleep until a signal: it must come.
         waker.join().unwrap();
-        let signalled = signals.load(SeqCst);
-        latch.finish_park();
+        let signalled = worker.metrics.remote_unparks.get();
+        worker.unparker.latch.finish_park();
         assert!(signalled <= 1, "signalled twice for one park");
         assert!(saw_work || signalled == 1, "lost wakeup");
     });
 }
 
-/// The idle-sibling protocol: a worker about to park re-checks its
-/// siblings' queues after counting itself idle; a worker that pushes past
-/// the threshold checks the idle count after pushing. Either the parker sees
-/// the surplus, or the pusher sees it idle and signals it.
+/// The idle-sibling protocol, on the real path: worker 0 pushes onto its
+/// stealable queue and calls `wake_idle_sibling`; worker 1 parks as
+/// `Worker::park` does (`prepare_park`, `enter_idle`, then
+/// `sibling_has_surplus`). Either the parker sees the surplus, or the
+/// pusher sees it idle and signals it.
 #[test]
 fn loom_idle_sibling_is_woken_for_a_surplus() {
     model(|| {
-        let policy = Arc::new(StealPolicy::new(true, 1));
-        let latch = Arc::new(Latch::new());
-        let len = Arc::new(AtomicUsize::new(0));
-        let signals = Arc::new(AtomicUsize::new(0));
+        let shared = two_workers();
+        let (busy, idle) = (shared.remotes[0].clone(), shared.remotes[1].clone());
+        let t = task(&shared, 0);
         let pusher = {
-            let (policy, latch, len, signals) =
-                (policy.clone(), latch.clone(), len.clone(), signals.clone());
+            let (shared, busy) = (shared.clone(), busy.clone());
             thread::spawn(move || {
-                len.fetch_add(1, Release);
-                if policy.should_wake_idle(|| len.load(Acquire)) && latch.notify() {
-                    signals.fetch_add(1, SeqCst);
-                }
+                busy.push_own(t);
+                wake_idle_sibling(&shared, &busy);
             })
         };
-        latch.prepare_park();
-        policy.enter_idle();
-        let surplus = len.load(Acquire) >= 1;
+        idle.unparker.latch.prepare_park();
+        shared.steal.enter_idle();
+        let surplus = sibling_has_surplus(&shared, &idle);
         pusher.join().unwrap();
-        let signalled = signals.load(SeqCst);
-        policy.leave_idle();
-        latch.finish_park();
+        let signalled = idle.metrics.remote_unparks.get();
+        shared.steal.leave_idle();
+        idle.unparker.latch.finish_park();
         assert!(
             surplus || signalled == 1,
             "an idle worker slept through a surplus"
@@ -196,33 +221,31 @@ fn loom_idle_sibling_is_woken_for_a_surplus() {
     });
 }
 
-/// Steal vs shutdown: the thief moves a task's ownership entry under the
-/// victim's lock; the victim at shutdown drains its map under the same lock.
-/// Exactly one of them ends up with the task.
+/// Steal vs shutdown, on the real path: a thief runs `steal_from` while the
+/// victim shuts down as `Worker::shutdown` does (pops its own queue, then
+/// drains its `owned` map). Exactly one of them ends up with the task: the
+/// thief owns it (in its map, for it to poll) or the victim dropped it.
 #[test]
 fn loom_stolen_task_is_run_or_dropped_exactly_once() {
     model(|| {
-        let queue = Arc::new(Mutex::new(VecDeque::from([7u64])));
-        let owned = Arc::new(Mutex::new(std::collections::HashSet::from([7u64])));
-        let thief_took = Arc::new(AtomicBool::new(false));
-        let thief = {
-            let (queue, owned, took) = (queue.clone(), owned.clone(), thief_took.clone());
-            thread::spawn(move || {
-                let popped = queue.lock().unwrap().pop_front();
-                if let Some(id) = popped {
-                    if owned.lock().unwrap().remove(&id) {
-                        took.store(true, SeqCst);
-                    }
-                }
-            })
+        let shared = two_workers();
+        let (victim, thief) = (shared.remotes[0].clone(), shared.remotes[1].clone());
+        let t = task(&shared, 0);
+        t.registered.store(true, Release);
+        victim.own(&t);
+        victim.push_own(t);
+        let stealer = {
+            let (victim, thief) = (victim.clone(), thief.clone());
+            thread::spawn(move || steal_from(&victim, &thief, 1))
         };
-        // Victim shutting down: drop everything it still owns.
-        let dropped: Vec<u64> = owned.lock().unwrap().drain().collect();
-        thief.join().unwrap();
-        let took = thief_took.load(SeqCst);
+        while victim.pop_task().is_some() {}
+        let dropped = lock(&victim.owned).drain().count();
+        let moved = stealer.join().unwrap();
+        let owned_by_thief = lock(&thief.owned).len();
+        assert_eq!(moved, owned_by_thief);
         assert!(
-            took != dropped.contains(&7),
-            "took={took} dropped={dropped:?}"
+            (owned_by_thief == 1) != (dropped == 1),
+            "thief owns {owned_by_thief}, victim dropped {dropped}"
         );
     });
 }

@@ -16,7 +16,5 @@ pub(crate) mod steal;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-#[cfg(loom)]
-pub(crate) use park::Latch;
 pub(crate) use remote::Remote;
 pub(crate) use steal::StealPolicy;

@@ -21,10 +21,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
-use crossbeam_queue::SegQueue;
-
 use super::park::Unparker;
-use super::primitives::{lock, AtomicBool, Mutex, Ordering::*};
+use super::primitives::{lock, AtomicBool, Mutex, Ordering::*, SegQueue};
 use crate::metrics::WorkerMetrics;
 use crate::runtime::context;
 use crate::sched::mail::Mail;

@@ -141,7 +141,7 @@ pub(crate) fn steal(shared: &Shared, me: &Remote, rng: &Cell<u64>) -> Option<usi
 }
 
 /// Takes up to `want` tasks from `victim`'s queue and makes them `me`'s.
-fn steal_from(victim: &Remote, me: &Remote, want: usize) -> usize {
+pub(crate) fn steal_from(victim: &Remote, me: &Remote, want: usize) -> usize {
     let mut batch: Vec<Arc<Task>> = Vec::with_capacity(want);
     while batch.len() < want {
         match victim.pop_task() {
