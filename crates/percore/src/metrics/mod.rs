@@ -80,6 +80,8 @@ pub struct WorkerMetrics {
     /// Panics in user code the worker ran outside any task's poll (a
     /// waker, the `Drop` of a cancelled op's buffer), caught and reported.
     pub user_panics: Counter,
+    /// `IORING_OP_MSG_RING` wakes this worker's ring received (reaped).
+    pub msg_ring_received: Counter,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -119,6 +121,8 @@ pub struct MetricsSnapshot {
     pub msg_ring_wakes: u64,
     /// Panics in user code the worker ran outside any task's poll.
     pub user_panics: u64,
+    /// `IORING_OP_MSG_RING` wakes this worker's ring received.
+    pub msg_ring_received: u64,
 }
 
 impl WorkerMetrics {
@@ -142,6 +146,7 @@ impl WorkerMetrics {
             ops_forwarded: self.ops_forwarded.get(),
             msg_ring_wakes: self.msg_ring_wakes.get(),
             user_panics: self.user_panics.get(),
+            msg_ring_received: self.msg_ring_received.get(),
         }
     }
 }

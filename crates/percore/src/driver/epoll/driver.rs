@@ -231,6 +231,7 @@ impl Driver {
             let ev = self.events[i];
             metrics.completed.bump();
             if ev.u64 == UNPARK_TOKEN {
+                metrics.remote_wakes.bump();
                 let mut buf = 0u64;
                 // SAFETY: reads 8 bytes into a live u64; the eventfd is
                 // readable (epoll said so), so the read does not block.

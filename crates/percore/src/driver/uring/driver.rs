@@ -419,7 +419,10 @@ impl Driver {
                             self.unpark_armed = false;
                             metrics.remote_wakes.bump();
                         }
-                        WAKE_TAG => metrics.remote_wakes.bump(),
+                        WAKE_TAG => {
+                            metrics.remote_wakes.bump();
+                            metrics.msg_ring_received.bump();
+                        }
                         ud if ud >= WAKE_SENT_BASE => self.failed_wakes.push(ud - WAKE_SENT_BASE),
                         _ => complete_slot(
                             &mut self.slots,
