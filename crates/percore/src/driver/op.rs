@@ -118,7 +118,9 @@ impl<T: OpData + Unpin> Future for Op<T> {
                 // SAFETY: the SQE points into `this.data` (the `OpData` rule);
                 // the data stays in this Op until the final CQE or, if the Op
                 // is dropped first, goes to the ring's worker (`Drop`), which
-                // keeps it until that CQE or leaks it.
+                // keeps it until that CQE or leaks it. Exercised by
+                // tests/quarantine (100k dropped ops under a poisoning
+                // allocator), tests/cancellation and tests/soundness.
                 let started =
                     unsafe { driver.uring().start(entry, cx.waker().clone(), &w.metrics) };
                 match started {

@@ -81,6 +81,9 @@ impl Socket {
     }
 }
 
+/// Runs where the last clone goes: the stream's owner, or the worker that
+/// frees an op's resources. The only user code it can reach is the drop of
+/// wakers the epoll registration held, run in that same context.
 impl Drop for Inner {
     fn drop(&mut self) {
         let token = self.token.load(Relaxed);

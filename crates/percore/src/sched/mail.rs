@@ -31,7 +31,9 @@ pub(crate) struct SendData(pub(crate) Box<dyn OpData>);
 // `spawn` task, a future passed to another runtime's `block_on`/`spawn`, or
 // one moved to a plain thread. Each of those required the future to be
 // `Send`, so every op resource it holds across an await is `Send` too.
-// `spawn_local` futures never leave their worker.
+// `spawn_local` futures never leave their worker. Exercised by
+// tests/soundness.rs (ops polled and dropped on another runtime) and
+// tests/stealing.rs (ops in flight on stolen tasks).
 unsafe impl Send for SendData {}
 
 /// A message to the worker that owns a ring, about one of its ops.

@@ -120,8 +120,10 @@ impl<T> JoinState<T> {
             g.result = Some(result);
             g.waker.take()
         };
+        // The handle's waker is user code (any executor may poll a
+        // JoinHandle): its panic must not unwind out of the worker's loop.
         if let Some(w) = waker {
-            w.wake();
+            crate::runtime::guard::run_user_code("a JoinHandle's waker", || w.wake());
         }
     }
 }
@@ -149,6 +151,7 @@ impl<F: Future> Future for Harness<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // SAFETY: `future` is structurally pinned: it is never moved out of
         // the harness, and the harness itself is pinned in a Box by the task.
+        // A panic of the poll is caught below (tests/tasks.rs: panics).
         let this = unsafe { self.get_unchecked_mut() };
         if this.finished {
             return Poll::Ready(());
@@ -166,6 +169,9 @@ impl<F: Future> Future for Harness<F> {
     }
 }
 
+/// Runs where the task's future is dropped (its worker, inside
+/// `drop_future`'s `catch_unwind`); the future's own drop (user code) runs
+/// after this, and a panic in it is contained there too.
 impl<F: Future> Drop for Harness<F> {
     fn drop(&mut self) {
         if !self.finished {

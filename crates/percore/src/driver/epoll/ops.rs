@@ -44,6 +44,8 @@ impl Future for Ready {
     }
 }
 
+/// Runs no user code: the stored waker is retired to the driver, which the
+/// worker drops later under its user-code guard.
 impl Drop for Ready {
     fn drop(&mut self) {
         if self.waiting {

@@ -249,13 +249,26 @@ impl Driver {
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(WAKE_SENT_BASE + target_id);
-        // SAFETY: a MSG_RING data SQE references no memory of ours.
+        // SAFETY: a MSG_RING data SQE references no memory of ours; it names
+        // the target ring's fd, which the caller holds open until we return.
         if unsafe { self.ring.submission().push(&msg) }.is_err() {
             return false;
         }
         metrics.submitted.bump();
-        metrics.enters.bump();
-        self.ring.submit().is_ok()
+        // Submit while the caller still holds the target's fd open. Retry
+        // transient errors here: an SQE left queued would be issued at our
+        // next enter, when that fd number might name something else. A
+        // persistent error fails this worker's next enter anyway.
+        for _ in 0..8 {
+            metrics.enters.bump();
+            match self.ring.submit() {
+                Ok(_) => return true,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(metrics),
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Workers whose `MSG_RING` wake failed since the last call.

@@ -32,7 +32,9 @@ impl OpData for AcceptData {
     /// or the fd would leak (PITFALLS 2).
     fn orphaned(self: Box<Self>, res: i32) {
         if res >= 0 {
-            // SAFETY: a successful accept CQE carries a new fd nobody owns.
+            // SAFETY: a successful accept CQE carries a new fd nobody owns
+            // (its future is gone). tests/cancellation checks that
+            // /proc/self/fd returns to its baseline.
             drop(unsafe { OwnedFd::from_raw_fd(res) });
         }
     }
@@ -121,7 +123,9 @@ pub(crate) async fn recv<B: IoBufMut>(
     let c = op.await;
     let mut buf = c.data.buf;
     let res = cqe_result(c.res).map(|n| {
-        // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+        // SAFETY: the kernel wrote `n` bytes at the start of the buffer (of
+        // the window, for a Slice; tests/soundness checks a window past the
+        // initialized length exposes no stale bytes).
         unsafe { buf.set_init(n as usize) };
         n as usize
     });

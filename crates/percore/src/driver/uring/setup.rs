@@ -209,11 +209,52 @@ mod tests {
         );
     }
 
+    /// The running kernel's (major, minor), from uname(2)'s release
+    /// ("6.18.44-...").
+    fn kernel_version() -> (u32, u32) {
+        // SAFETY: `utsname` is plain bytes; uname fills it.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid, writable utsname.
+        assert_eq!(unsafe { libc::uname(&mut u) }, 0, "uname");
+        // SAFETY: uname NUL-terminates `release`.
+        let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
+        let release = release.to_string_lossy();
+        let mut parts = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>());
+        match (parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+            _ => panic!("cannot parse the kernel release {release:?}"),
+        }
+    }
+
     #[test]
     fn rings_get_the_best_flags_and_a_larger_completion_queue() {
         let (_ring, f) = build_ring(100, RingSetup::Auto).expect("io_uring available");
         assert_eq!(f.sq_entries, 128, "rounded up to a power of two");
         assert_eq!(f.cq_entries, 512);
+        // COOP_TASKRUN is Linux 5.19, SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1:
+        // from 6.1 on, Auto must get all three (README, "Kernel requirements").
+        if kernel_version() >= (6, 1) {
+            assert!(
+                f.single_issuer && f.defer_taskrun && f.coop_taskrun,
+                "Auto on Linux {:?} got {f}",
+                kernel_version()
+            );
+            assert!(f
+                .to_string()
+                .starts_with("io_uring single_issuer+defer_taskrun+coop_taskrun "));
+        }
+        let (_ring, coop) = build_ring(8, RingSetup::CoopTaskrun).expect("coop ring");
+        if kernel_version() >= (5, 19) {
+            assert!(
+                !coop.single_issuer && !coop.defer_taskrun && coop.coop_taskrun,
+                "CoopTaskrun got {coop}"
+            );
+            assert_eq!(coop.to_string(), "io_uring coop_taskrun (sq 8 / cq 32)");
+        } else {
+            assert!(!coop.single_issuer && !coop.defer_taskrun, "{coop}");
+        }
         let (_ring, plain) = build_ring(8, RingSetup::Plain).expect("plain ring");
         assert!(!plain.single_issuer && !plain.defer_taskrun && !plain.coop_taskrun);
         assert_eq!(plain.to_string(), "io_uring plain (sq 8 / cq 32)");
