@@ -10,8 +10,9 @@ use std::future::Future;
 use std::io::Write;
 use std::net::{TcpListener as StdListener, TcpStream as StdStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -594,4 +595,43 @@ fn a_runtime_drop_survives_a_panicking_waker_in_a_slot() {
     // Its ring is gone: dropping the op now leaks its buffer (io_uring).
     let r = catch_unwind(AssertUnwindSafe(move || drop(fut)));
     assert!(r.is_ok());
+}
+
+/// A waker whose drop drops a registered `Sleep` (user code reaching back
+/// into the worker's timers).
+struct DropsASleep(Mutex<Option<Pin<Box<percore::time::Sleep>>>>);
+
+impl Wake for DropsASleep {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for DropsASleep {
+    fn drop(&mut self) {
+        drop(self.0.lock().unwrap().take());
+    }
+}
+
+/// Hole 6: wakers were dropped while the timers' cell was borrowed, so a
+/// waker whose drop touches the timers (here: drops another registered
+/// sleep) panicked with "already borrowed".
+#[test]
+fn a_waker_dropped_by_the_timers_may_touch_the_timers() {
+    let _w = watchdog("timers reentry", 30);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        // Sleep 2, registered with the worker's timers.
+        let mut s2 = Box::pin(percore::time::sleep(Duration::from_secs(30)));
+        assert!(poll_once(&mut s2).await.is_pending());
+        // Sleep 1, registered with a waker that owns sleep 2.
+        let mut s1 = Box::pin(percore::time::sleep(Duration::from_secs(30)));
+        {
+            let waker = Waker::from(Arc::new(DropsASleep(Mutex::new(Some(s2)))));
+            let mut cx = Context::from_waker(&waker);
+            assert!(s1.as_mut().poll(&mut cx).is_pending());
+        } // the timers now hold the last clone
+          // Re-polling with another waker replaces (drops) it inside the
+          // timer update.
+        assert!(poll_once(&mut s1).await.is_pending());
+        drop(s1);
+    });
 }
