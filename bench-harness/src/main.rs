@@ -97,7 +97,7 @@ struct CompareArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "percore,percore-epoll,tokio-tpc,tokio-mt,threads"
+        default_value = "percore,percore-epoll,uring-loop,epoll-loop,tokio-tpc,tokio-mt,threads"
     )]
     servers: Vec<ServerName>,
     /// CPU layout of server and load generator.

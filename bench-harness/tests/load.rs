@@ -220,9 +220,9 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     let exe = env!("CARGO_BIN_EXE_bench-harness");
     let echo = std::path::Path::new(exe).with_file_name("percore-echo");
     let servers = if echo.exists() {
-        "percore,percore-epoll,tokio-tpc,tokio-mt,threads"
+        "percore,percore-epoll,uring-loop,epoll-loop,tokio-tpc,tokio-mt,threads"
     } else {
-        "tokio-tpc,tokio-mt,threads"
+        "uring-loop,epoll-loop,tokio-tpc,tokio-mt,threads"
     };
     let dir = std::env::temp_dir().join(format!("bh-cmp-{}", std::process::id()));
     let out = std::process::Command::new(exe)
@@ -263,4 +263,45 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("latency-")));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The hand-written yardsticks echo every byte, including messages larger
+/// than their buffers and than a socket buffer (partial sends), over
+/// several workers.
+#[test]
+fn the_hand_written_loops_echo_every_byte() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    for kind in ["epoll-loop", "uring-loop"] {
+        let mut server = std::process::Command::new(exe)
+            .args(["serve", kind, "--listen", "127.0.0.1:0", "--workers", "2"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        for (size, conns) in [("64", "50"), ("300000", "8")] {
+            let out = std::process::Command::new(exe)
+                .args(["load", "--addr", &addr, "--conns", conns, "--size", size])
+                .args(["--depth", "1", "--duration", "0.5", "--warmup", "0.1"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{kind} size {size}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
 }

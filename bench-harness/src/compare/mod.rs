@@ -66,6 +66,11 @@ pub enum ServerName {
     TokioMt,
     /// Blocking thread per connection.
     Threads,
+    /// Hand-written edge-triggered epoll loop per core: epoll at its best.
+    EpollLoop,
+    /// Hand-written io_uring loop per core (SINGLE_ISSUER|DEFER_TASKRUN):
+    /// the floor for percore's own design.
+    UringLoop,
 }
 
 impl ServerName {
@@ -76,6 +81,8 @@ impl ServerName {
             ServerName::TokioTpc => "tokio-tpc",
             ServerName::TokioMt => "tokio-mt",
             ServerName::Threads => "threads",
+            ServerName::EpollLoop => "epoll-loop",
+            ServerName::UringLoop => "uring-loop",
         }
     }
 }

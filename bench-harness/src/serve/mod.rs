@@ -5,12 +5,18 @@
 //! - `tokio_tpc` — thread-per-core on epoll: one current-thread tokio
 //!   runtime per worker, each with its own `SO_REUSEPORT` listener.
 //! - `threads` — blocking thread-per-connection.
+//! - `epoll_loop` — a hand-written edge-triggered epoll loop per core: epoll
+//!   at its best, no runtime.
+//! - `uring_loop` — a hand-written io_uring loop per core with
+//!   `SINGLE_ISSUER | DEFER_TASKRUN`: the floor for percore's own design.
 //!
 //! percore itself is served by the `percore-echo` binary.
 
+mod epoll_loop;
 mod threads;
 mod tokio_mt;
 mod tokio_tpc;
+mod uring_loop;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -28,6 +34,10 @@ pub enum ServerKind {
     TokioTpc,
     /// Blocking thread per connection.
     Threads,
+    /// Hand-written edge-triggered epoll loop per core (no runtime).
+    EpollLoop,
+    /// Hand-written io_uring loop per core, SINGLE_ISSUER|DEFER_TASKRUN.
+    UringLoop,
 }
 
 pub fn run(kind: ServerKind, listen: SocketAddr, workers: usize) -> io::Result<()> {
@@ -35,7 +45,56 @@ pub fn run(kind: ServerKind, listen: SocketAddr, workers: usize) -> io::Result<(
         ServerKind::TokioMt => tokio_mt::run(listen, workers),
         ServerKind::TokioTpc => tokio_tpc::run(listen, workers),
         ServerKind::Threads => threads::run(listen),
+        ServerKind::EpollLoop => epoll_loop::run(listen, workers),
+        ServerKind::UringLoop => uring_loop::run(listen, workers),
     }
+}
+
+/// Thread-per-core layout shared by the per-core servers: worker `i` runs
+/// `serve` on its own `SO_REUSEPORT` listener, pinned to core `i`. Worker 0
+/// binds first, so port 0 resolves once for the whole group. Announces the
+/// address once every listener is bound; any worker failing ends the server.
+fn per_core(
+    listen: SocketAddr,
+    workers: usize,
+    serve: fn(std::net::TcpListener) -> io::Result<()>,
+) -> io::Result<()> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let first = listener(listen, true)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers.max(1) {
+        listeners.push(listener(addr, true)?);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<io::Result<()>>();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let core = cores.get(i % cores.len().max(1)).copied();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if let Some(c) = core {
+                core_affinity::set_for_current(c);
+            }
+            let _ = tx.send(serve(l));
+        });
+    }
+    announce(addr);
+    drop(tx);
+    rx.recv().unwrap_or(Ok(()))
+}
+
+/// Sets `TCP_NODELAY` on a raw socket fd (as every server here does).
+fn set_nodelay(fd: std::os::fd::RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a live int of the right size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// One connection of either tokio server: the same echo loop for both.
