@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_percore-echo");
 
@@ -194,27 +194,96 @@ fn silent_and_resetting_clients_do_not_disturb_others() {
     done.store(true, SeqCst);
 }
 
+/// Reads `child`'s stderr on a thread, line by line, so a test can wait for
+/// a line while the process runs.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (up to `within`) for a line of `lines` that contains `what`;
+/// returns every line read so far, that one last.
+fn wait_for_line(lines: &mpsc::Receiver<String>, what: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(what);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no stderr line with {what:?} ({e:?}); stderr so far:\n{seen:#?}"),
+        }
+    }
+}
+
 #[test]
 fn sigterm_lets_open_connections_finish_within_the_drain_timeout() {
     let done = watchdog(60);
-    let server = Server::start(&["--workers", "1", "--drain-timeout", "5"]);
+    let mut server = Server::start(&["--workers", "1", "--drain-timeout", "5"]);
+    let lines = stderr_lines(&mut server.child);
     let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"before").unwrap();
     let mut b = [0u8; 6];
     s.read_exact(&mut b).unwrap();
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    std::thread::sleep(Duration::from_millis(100));
+    // The signal has landed once the server says it drains (however slow
+    // the machine: up to 10 s).
+    let mut err = wait_for_line(&lines, "draining", Duration::from_secs(10));
     // Still served while draining.
     s.write_all(b"during").unwrap();
     s.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"during");
-    // The listener is gone: new connections are refused.
-    let e = TcpStream::connect(server.addr).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The listener goes (its accept task is aborted just after that line):
+    // new connections are refused. A connection made before it closed is
+    // reset with the listener.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(server.addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            r => assert!(
+                Instant::now() < deadline,
+                "connections still accepted 10 s after the drain began: {r:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     drop(s);
-    let err = server.stop();
-    assert!(err.contains("draining"), "{err}");
+    // With the last connection closed the drain ends early: the server
+    // exits well within the drain timeout, cleanly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM with no connection open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    err.extend(lines.iter());
+    let err = err.join("\n");
+    assert!(status.success(), "exit {status:?}; stderr:\n{err}");
+    assert!(
+        err.contains("percore-echo: worker 0: ") && !err.contains("still open"),
+        "{err}"
+    );
     done.store(true, SeqCst);
 }
 
@@ -283,25 +352,88 @@ fn accept_on_one_worker_still_serves_everyone_and_bad_counts_fail_clearly() {
         "{err}"
     );
 
-    // One listener, CPU work per message: the other worker serves what it
-    // steals; every byte still comes back.
-    let server = Server::start(&["--workers", "2", "--accept-on", "1", "--work-us", "50"]);
-    let addr = server.addr;
-    let clients: Vec<_> = (0..40u64)
-        .map(|i| std::thread::spawn(move || client(addr, 0x51_7cc1 * (i + 1))))
-        .collect();
-    let bytes: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    assert!(bytes > 40);
-    let err = server.stop();
-    assert!(
-        err.contains("no listener (serves stolen connections)"),
-        "stderr:\n{err}"
-    );
-    assert!(
-        err.contains("percore-echo: worker 0: 40 connections"),
-        "stderr:\n{err}"
-    );
+    // One listener, CPU work per message: the other worker has no listener,
+    // so it runs connection tasks only if it steals them. With stealing on
+    // it must (and every byte still comes back); with --no-steal it must not.
+    for steal in [true, false] {
+        let mut args = vec!["--workers", "2", "--accept-on", "1", "--work-us", "200"];
+        if !steal {
+            args.push("--no-steal");
+        }
+        let server = Server::start(&args);
+        let addr = server.addr;
+        let clients: Vec<_> = (0..40u64)
+            .map(|i| std::thread::spawn(move || client(addr, 0x51_7cc1 * (i + 1))))
+            .collect();
+        let bytes: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert!(bytes > 40);
+        let cpu = worker_cpu(server.child.id());
+        let err = server.stop();
+        assert!(
+            err.contains("no listener (serves stolen connections)"),
+            "stderr:\n{err}"
+        );
+        assert!(
+            err.contains("percore-echo: worker 0: 40 connections"),
+            "stderr:\n{err}"
+        );
+        assert_eq!(cpu.len(), 2, "two worker threads: {cpu:?}");
+        // Worker 0 accepts and serves, so the quieter thread is worker 1, or
+        // both are busy. Its CPU time says whether it ran connections: each
+        // message echoed burns 200 µs, ~160 ms in all; a stealing worker 1
+        // ran 40..90 ms of that in trials (loaded or not), an idle one uses
+        // well under 1 ms.
+        let quieter = *cpu.iter().min().unwrap();
+        if steal {
+            assert!(
+                quieter >= Duration::from_millis(10),
+                "worker 1 served no stolen connections (CPU time {cpu:?}); stderr:\n{err}"
+            );
+        } else {
+            assert!(
+                quieter < Duration::from_millis(5),
+                "worker 1 ran tasks with --no-steal (CPU time {cpu:?}); stderr:\n{err}"
+            );
+        }
+    }
     done.store(true, SeqCst);
+}
+
+/// CPU time used so far by each worker thread (`percore-worker-N`) of
+/// process `pid`: from `/proc/PID/task/TID/schedstat` (nanoseconds on a
+/// CPU), else `stat`'s utime + stime (clock ticks).
+fn worker_cpu(pid: u32) -> Vec<Duration> {
+    let mut cpu = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("percore-worker") {
+            continue;
+        }
+        let from_schedstat = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .map(Duration::from_nanos);
+        let from_stat = || {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            Duration::from_nanos((f[0] + f[1]) * 1_000_000_000 / hz)
+        };
+        cpu.push(from_schedstat.unwrap_or_else(from_stat));
+    }
+    cpu
 }
 
 /// Link targets of a process's fds (`anon_inode:[io_uring]`, `anon_inode:[eventpoll]`, ...).
