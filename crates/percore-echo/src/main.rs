@@ -99,6 +99,23 @@ fn run(args: &Args) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let left = open.load(Relaxed);
+    // The loop's shape, per worker (what a message costs in loop passes,
+    // kernel entries and parks: divide by the messages echoed).
+    for (i, m) in rt.metrics().iter().enumerate() {
+        eprintln!(
+            "percore-echo: worker {i} runtime: {} polls, {} enters, {} parks, {} SQEs, {} CQEs, \
+             {} remote wakes, {} steals ({} tasks), {} user panics",
+            m.polls,
+            m.enters,
+            m.parks,
+            m.submitted,
+            m.completed,
+            m.remote_wakes,
+            m.steals,
+            m.stolen_tasks,
+            m.user_panics
+        );
+    }
     rt.shutdown_timeout(Duration::from_secs(2));
     for (i, s) in stats.iter().enumerate() {
         eprintln!(
