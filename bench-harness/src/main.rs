@@ -93,13 +93,18 @@ struct CompareArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "latency")]
     scenarios: Vec<Scenario>,
     /// Servers to compare.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "percore,percore-epoll,uring-loop,epoll-loop,tokio-tpc,tokio-mt,threads"
-    )]
-    servers: Vec<ServerName>,
+    /// Built-in servers to compare [default: percore, percore-epoll,
+    /// uring-loop, epoll-loop, tokio-tpc, tokio-mt, threads; none when
+    /// --server is given].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    servers: Option<Vec<ServerName>>,
+    /// Another server to compare, started and measured like the built-in
+    /// ones (repeatable): NAME=CMD, CMD split on spaces, `{workers}` replaced
+    /// by the layout's worker count and `{port}` by a free loopback port
+    /// (ready once it accepts there); without `{port}` the server must print
+    /// `listening on ADDR` as its first stdout line.
+    #[arg(long = "server", value_name = "NAME=CMD")]
+    external: Vec<compare::ExternalServer>,
     /// CPU layout of server and load generator.
     #[arg(long, value_enum, default_value = "pinned")]
     layout: Layout,
@@ -221,7 +226,27 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     }
 }
 
+/// What `compare` runs when no server is named.
+const DEFAULT_SERVERS: &[ServerName] = &[
+    ServerName::Percore,
+    ServerName::PercoreEpoll,
+    ServerName::UringLoop,
+    ServerName::EpollLoop,
+    ServerName::TokioTpc,
+    ServerName::TokioMt,
+    ServerName::Threads,
+];
+
 fn run_compare(a: CompareArgs) -> io::Result<()> {
+    let mut names: Vec<&str> = a.external.iter().map(|e| e.name.as_str()).collect();
+    names.extend(a.servers.iter().flatten().map(|s| s.label()));
+    let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+    if unique.len() != names.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("server names must be unique: {}", names.join(", ")),
+        ));
+    }
     if a.reps == 0 || a.rates.iter().any(|f| !(*f > 0.0 && *f <= 2.0)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -233,7 +258,14 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
     let workspace = std::env::current_dir()?;
     let cfg = CompareConfig {
         scenarios: a.scenarios,
-        servers: a.servers,
+        servers: a.servers.unwrap_or_else(|| {
+            if a.external.is_empty() {
+                DEFAULT_SERVERS.to_vec()
+            } else {
+                Vec::new()
+            }
+        }),
+        external: a.external,
         layout: a.layout,
         reps: a.reps,
         duration: secs(a.duration, "duration")?,

@@ -305,3 +305,73 @@ fn the_hand_written_loops_echo_every_byte() {
         server.wait().unwrap();
     }
 }
+
+/// `compare --server NAME=CMD` measures servers outside the harness exactly
+/// like the built-in ones: one that announces its address and one told its
+/// port (`{port}`), with `{workers}` filled in.
+#[test]
+fn compare_measures_external_servers() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let dir = std::env::temp_dir().join(format!("bh-ext-{}", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .arg("compare")
+        .arg("--server")
+        .arg(format!(
+            "ext-announce={exe} serve epoll-loop --workers {{workers}}"
+        ))
+        .arg("--server")
+        .arg(format!(
+            "ext-port={exe} serve uring-loop --listen 127.0.0.1:{{port}} --workers {{workers}}"
+        ))
+        .args(["--reps", "1", "--duration", "0.3", "--warmup", "0.1"])
+        .args(["--conns", "8", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Results::load(&dir.join("results.json")).unwrap();
+    assert_eq!(
+        r.runs.len(),
+        2 + 2 * 2,
+        "a probe and two rates per server, and no built-ins"
+    );
+    for name in ["ext-announce", "ext-port"] {
+        assert!(stdout.contains(name), "table row for {name}:\n{stdout}");
+        assert!(r
+            .runs
+            .iter()
+            .any(|run| run.server == name && run.load.completed > 0));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Malformed or clashing `--server` values are refused before any server
+/// starts, with a line that says what is wrong.
+#[test]
+fn compare_refuses_bad_external_servers() {
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    for (args, expect) in [
+        (vec!["--server", "no-equals-sign"], "expected NAME=CMD"),
+        (vec!["--server", "x="], "CMD is empty"),
+        (
+            vec!["--server", "percore=/bin/true", "--servers", "percore"],
+            "unique",
+        ),
+    ] {
+        let out = std::process::Command::new(exe)
+            .arg("compare")
+            .args(&args)
+            .args(["--out", "/nonexistent/never-created"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}

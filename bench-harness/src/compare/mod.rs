@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 
 use crate::hist::{new_histogram, percentile_distribution};
 use crate::load::{self, LoadConfig, Mode};
-use process::{Server, ServerSpec};
+use process::{Ready, Server, ServerSpec};
 use report::Progress;
 use results::{Results, RunRecord, ServerUsage, SCHEMA_VERSION};
 
@@ -87,11 +87,46 @@ impl ServerName {
     }
 }
 
+/// A server outside the harness (`compare --server NAME=CMD`), started and
+/// measured exactly like the built-in ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalServer {
+    pub name: String,
+    /// Program and arguments, split on whitespace; `{workers}` becomes the
+    /// layout's worker count and `{port}` a free loopback port the harness
+    /// picked (then readiness is a successful connect; without `{port}` the
+    /// server must print `listening on ADDR` as its first stdout line).
+    pub command: String,
+}
+
+impl std::str::FromStr for ExternalServer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, command) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--server {s:?}: expected NAME=CMD"))?;
+        let (name, command) = (name.trim(), command.trim());
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("--server {s:?}: NAME must be one word"));
+        }
+        if command.is_empty() {
+            return Err(format!("--server {s:?}: CMD is empty"));
+        }
+        Ok(ExternalServer {
+            name: name.into(),
+            command: command.into(),
+        })
+    }
+}
+
 /// What `compare` runs.
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
     pub scenarios: Vec<Scenario>,
     pub servers: Vec<ServerName>,
+    /// `--server NAME=CMD`, after the built-in servers.
+    pub external: Vec<ExternalServer>,
     pub layout: Layout,
     pub reps: usize,
     pub duration: Duration,
@@ -138,6 +173,7 @@ fn spec(name: ServerName, cfg: &CompareConfig) -> io::Result<ServerSpec> {
     let listen = "127.0.0.1:0".to_string();
     Ok(match name {
         ServerName::Percore | ServerName::PercoreEpoll => ServerSpec {
+            ready: Ready::Announces,
             name: name.label().into(),
             program: cfg.percore_echo.clone(),
             args: vec![
@@ -155,6 +191,7 @@ fn spec(name: ServerName, cfg: &CompareConfig) -> io::Result<ServerSpec> {
             ],
         },
         _ => ServerSpec {
+            ready: Ready::Announces,
             name: name.label().into(),
             program: std::env::current_exe()?,
             args: vec![
@@ -166,6 +203,36 @@ fn spec(name: ServerName, cfg: &CompareConfig) -> io::Result<ServerSpec> {
                 workers,
             ],
         },
+    })
+}
+
+/// The spec of an external server: placeholders filled, a port picked if
+/// its command asks for one.
+fn external_spec(e: &ExternalServer, cfg: &CompareConfig) -> io::Result<ServerSpec> {
+    let workers = cfg.layout.workers().to_string();
+    let port = if e.command.contains("{port}") {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Some(l.local_addr()?.port())
+    } else {
+        None
+    };
+    let port_text = port.map(|p| p.to_string()).unwrap_or_default();
+    let words: Vec<String> = e
+        .command
+        .split_whitespace()
+        .map(|w| {
+            w.replace("{workers}", &workers)
+                .replace("{port}", &port_text)
+        })
+        .collect();
+    let (program, args) = words
+        .split_first()
+        .ok_or_else(|| io::Error::other(format!("--server {}: empty command", e.name)))?;
+    Ok(ServerSpec {
+        name: e.name.clone(),
+        program: program.into(),
+        args: args.to_vec(),
+        ready: port.map_or(Ready::Announces, Ready::Port),
     })
 }
 
@@ -250,7 +317,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
 }
 
 fn planned_runs(cfg: &CompareConfig) -> usize {
-    let n = cfg.servers.len();
+    let n = cfg.servers.len() + cfg.external.len();
     cfg.scenarios
         .iter()
         .map(|s| match s {
@@ -265,10 +332,12 @@ fn planned_runs(cfg: &CompareConfig) -> usize {
 
 impl Runner<'_> {
     fn start_servers(&self) -> io::Result<Vec<Server>> {
-        self.cfg
-            .servers
-            .iter()
-            .map(|&n| Server::start(&spec(n, self.cfg)?, &self.cfg.layout.server_cores()))
+        let cores = self.cfg.layout.server_cores();
+        let builtin = self.cfg.servers.iter().map(|&n| spec(n, self.cfg));
+        let external = self.cfg.external.iter().map(|e| external_spec(e, self.cfg));
+        builtin
+            .chain(external)
+            .map(|s| Server::start(&s?, &cores))
             .collect()
     }
 
@@ -391,6 +460,7 @@ impl Runner<'_> {
                         name: name.into(),
                         program: self.cfg.percore_echo.clone(),
                         args,
+                        ready: Ready::Announces,
                     };
                     Server::start(&spec, &[])
                 })

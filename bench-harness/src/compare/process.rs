@@ -18,6 +18,18 @@ pub struct ServerSpec {
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// How to tell it is ready.
+    pub ready: Ready,
+}
+
+/// How a started server says it is ready.
+#[derive(Debug, Clone, Copy)]
+pub enum Ready {
+    /// It prints `listening on ADDR` as its first stdout line.
+    Announces,
+    /// It was told to listen on this port of 127.0.0.1: ready once a
+    /// connection there succeeds.
+    Port(u16),
 }
 
 /// A running server.
@@ -60,35 +72,9 @@ impl Server {
                 format!("start {} ({}): {e}", spec.name, spec.program.display()),
             )
         })?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} did not report `listening on` within 10 s", spec.name),
-                ));
-            }
-        };
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok());
-        let Some(addr) = addr else {
-            let _ = child.kill();
-            let status = child.wait()?;
-            return Err(io::Error::other(format!(
-                "{} exited ({status}) or printed {line:?} instead of `listening on ADDR`",
-                spec.name
-            )));
+        let addr = match spec.ready {
+            Ready::Announces => wait_for_announce(spec, &mut child)?,
+            Ready::Port(port) => wait_for_port(spec, &mut child, port)?,
         };
         Ok(Server {
             name: spec.name.clone(),
@@ -109,6 +95,71 @@ impl Server {
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits up to 10 s for `listening on ADDR` on the child's stdout.
+fn wait_for_announce(spec: &ServerSpec, child: &mut Child) -> io::Result<SocketAddr> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not report `listening on` within 10 s", spec.name),
+            ));
+        }
+    };
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let status = child.wait()?;
+        return Err(io::Error::other(format!(
+            "{} exited ({status}) or printed {line:?} instead of `listening on ADDR`",
+            spec.name
+        )));
+    };
+    Ok(addr)
+}
+
+/// Waits up to 10 s until a connection to 127.0.0.1:`port` succeeds (a
+/// server that does not announce itself), failing early if it exits.
+fn wait_for_port(spec: &ServerSpec, child: &mut Child, port: u16) -> io::Result<SocketAddr> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(addr);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "{} exited ({status}) before listening on {addr}",
+                spec.name
+            )));
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} did not accept connections on {addr} within 10 s",
+                    spec.name
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
