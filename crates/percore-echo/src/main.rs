@@ -103,7 +103,7 @@ fn run(args: &Args) -> Result<(), String> {
     // kernel entries and parks: divide by the messages echoed).
     for (i, m) in rt.metrics().iter().enumerate() {
         eprintln!(
-            "percore-echo: worker {i} runtime: {} polls, {} enters, {} parks, {} SQEs, {} CQEs, \
+            "percore-echo: runtime counters, worker {i}: {} polls, {} enters, {} parks, {} SQEs, {} CQEs, \
              {} remote wakes, {} steals ({} tasks), {} user panics",
             m.polls,
             m.enters,
