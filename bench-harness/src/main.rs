@@ -92,7 +92,6 @@ struct CompareArgs {
     /// Scenarios to run.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "latency")]
     scenarios: Vec<Scenario>,
-    /// Servers to compare.
     /// Built-in servers to compare [default: percore, percore-epoll,
     /// uring-loop, epoll-loop, tokio-tpc, tokio-mt, threads; none when
     /// --server is given].

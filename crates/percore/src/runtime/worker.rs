@@ -6,11 +6,13 @@
 //! 2. run up to `TASK_BUDGET` tasks, alternating between the local queue
 //!    (`spawn_local`) and the stealable queue (`spawn`), FIFO within each;
 //! 3. fire due timers;
-//! 4. one `io_uring_enter`: submit every queued SQE, reap every CQE;
-//! 5. call the wakers and drop the orphaned resources the reap collected;
-//! 6. with nothing runnable: steal from a sibling (`sched/steal.rs`), and if
-//!    there is nothing worth stealing, park in the ring until a completion,
-//!    the nearest timer, or an unpark.
+//! 4. with nothing runnable: steal from a sibling (`sched/steal.rs`), and if
+//!    there is nothing worth stealing, park: one `io_uring_enter` submits
+//!    every queued SQE and waits for a completion, the nearest timer, or an
+//!    unpark (it returns at once if a completion is ready);
+//! 5. otherwise one non-waiting `io_uring_enter`: submit every queued SQE,
+//!    reap every CQE;
+//! 6. call the wakers and drop the orphaned resources the reap collected.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -149,20 +151,32 @@ impl Worker {
             self.take_inbox(&mut wakers, &mut dead);
             self.run_tasks();
             self.fire_timers(&mut wakers);
+            let shutdown = self.shared.is_shutdown();
+            if !shutdown && self.local.borrow().is_empty() && !self.remote.has_work() {
+                // Nothing runnable: one kernel entry submits what the tasks
+                // queued *and* waits (returning at once if a completion is
+                // already there), instead of a non-blocking submit followed
+                // by a separate wait.
+                match steal::steal(&self.shared, &self.remote, &self.rng) {
+                    Some(0) => {
+                        self.park(&mut wakers, &mut dead, true)?;
+                        continue;
+                    }
+                    // Others are searching already: park without re-checking
+                    // siblings (they take care of the surplus).
+                    None => {
+                        self.park(&mut wakers, &mut dead, false)?;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            // Tasks are waiting: submit and collect without waiting.
             let submit = self.driver.borrow_mut().submit_and_reap(&self.metrics);
             submit.map_err(|e| self.driver_error("submitting and reaping", e))?;
             self.deliver(&mut wakers, &mut dead);
-            if self.shared.is_shutdown() {
+            if shutdown {
                 return Ok(());
-            }
-            if self.local.borrow().is_empty() && !self.remote.has_work() {
-                match steal::steal(&self.shared, &self.remote, &self.rng) {
-                    Some(0) => self.park(&mut wakers, &mut dead, true)?,
-                    // Others are searching already: park without re-checking
-                    // siblings (they take care of the surplus).
-                    None => self.park(&mut wakers, &mut dead, false)?,
-                    Some(_) => {}
-                }
             }
         }
     }
