@@ -11,7 +11,6 @@
 //! elsewhere) is registered afresh, so a stale entry can never swallow a new
 //! socket's events.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,13 +41,41 @@ struct Reg {
     write_waker: Option<Waker>,
 }
 
+/// Registrations by fd number: fds are small, dense integers, so a vector
+/// indexed by the fd replaces a hash map (hashing was about a quarter of the
+/// echo server's instructions on this driver, measured with callgrind).
+#[derive(Default)]
+struct FdTable(Vec<Option<Reg>>);
+
+impl FdTable {
+    fn get(&self, fd: RawFd) -> Option<&Reg> {
+        self.0.get(usize::try_from(fd).ok()?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, fd: RawFd) -> Option<&mut Reg> {
+        self.0.get_mut(usize::try_from(fd).ok()?)?.as_mut()
+    }
+
+    fn insert(&mut self, fd: RawFd, reg: Reg) {
+        let Ok(i) = usize::try_from(fd) else { return };
+        if i >= self.0.len() {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(reg);
+    }
+
+    fn remove(&mut self, fd: RawFd) -> Option<Reg> {
+        self.0.get_mut(usize::try_from(fd).ok()?)?.take()
+    }
+}
+
 pub(crate) struct Driver {
     ep: OwnedFd,
     /// `epoll_pwait2` works here (Linux 5.11+, allowed by seccomp): timer
     /// deadlines to the nanosecond. Else `epoll_wait`, its millisecond
     /// timeout rounded up so a timer never fires early.
     pwait2: bool,
-    regs: HashMap<RawFd, Reg>,
+    regs: FdTable,
     events: Vec<libc::epoll_event>,
     wakers: Vec<Waker>,
     /// Wakers replaced or forgot here, dropped by the worker later.
@@ -78,7 +105,7 @@ impl Driver {
         Ok(Driver {
             ep,
             pwait2,
-            regs: HashMap::new(),
+            regs: FdTable::default(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
             wakers: Vec::new(),
             retired: Vec::new(),
@@ -89,7 +116,7 @@ impl Driver {
     /// Makes sure `fd` is registered here under `token` (0: never
     /// registered); returns the token to keep.
     pub(crate) fn register(&mut self, fd: RawFd, token: u64) -> io::Result<u64> {
-        if token != 0 && self.regs.get(&fd).is_some_and(|r| r.token == token) {
+        if token != 0 && self.regs.get(fd).is_some_and(|r| r.token == token) {
             return Ok(token);
         }
         let token = NEXT_TOKEN.fetch_add(1, Relaxed);
@@ -131,10 +158,10 @@ impl Driver {
         token: u64,
         remove_from_set: bool,
     ) -> Vec<Waker> {
-        if self.regs.get(&fd).is_none_or(|r| r.token != token) {
+        if self.regs.get(fd).is_none_or(|r| r.token != token) {
             return Vec::new();
         }
-        let reg = self.regs.remove(&fd);
+        let reg = self.regs.remove(fd);
         if remove_from_set {
             // SAFETY: valid epoll fd; DEL ignores the event pointer. The
             // token matched, so `fd` still names the socket registered here
@@ -155,7 +182,7 @@ impl Driver {
 
     /// Clears the cached readiness before a syscall attempt.
     pub(crate) fn clear(&mut self, fd: RawFd, interest: Interest) {
-        if let Some(r) = self.regs.get_mut(&fd) {
+        if let Some(r) = self.regs.get_mut(fd) {
             match interest {
                 Interest::Read => r.readable = false,
                 Interest::Write => r.writable = false,
@@ -165,7 +192,7 @@ impl Driver {
 
     /// Ready if an edge arrived since the last `clear`; else stores `waker`.
     pub(crate) fn poll_ready(&mut self, fd: RawFd, interest: Interest, waker: &Waker) -> Poll<()> {
-        let Some(r) = self.regs.get_mut(&fd) else {
+        let Some(r) = self.regs.get_mut(fd) else {
             // Not registered (any more): let the caller retry its syscall.
             return Poll::Ready(());
         };
@@ -185,7 +212,7 @@ impl Driver {
 
     /// Drops a waiting operation's waker (its future was dropped).
     pub(crate) fn unwait(&mut self, fd: RawFd, interest: Interest) {
-        if let Some(r) = self.regs.get_mut(&fd) {
+        if let Some(r) = self.regs.get_mut(fd) {
             let w = match interest {
                 Interest::Read => r.read_waker.take(),
                 Interest::Write => r.write_waker.take(),
@@ -238,7 +265,7 @@ impl Driver {
                 unsafe { libc::read(self.unpark_fd, (&mut buf as *mut u64).cast(), 8) };
                 continue;
             }
-            let Some(r) = self.regs.get_mut(&(ev.u64 as RawFd)) else {
+            let Some(r) = self.regs.get_mut(ev.u64 as RawFd) else {
                 continue;
             };
             let bits = ev.events;
