@@ -153,7 +153,9 @@ impl Builder {
                 Arc::new(WorkerMetrics::default()),
             )?));
         }
-        let policy = StealPolicy::new(self.steal, self.steal_threshold);
+        // With one worker there is no sibling to steal from or to wake: the policy
+        // is off, so wakes and parks skip its fences.
+        let policy = StealPolicy::new(self.steal && n > 1, self.steal_threshold);
         let shared = Arc::new(Shared::new(remotes, policy, self.shutdown_timeout));
         let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
         let mut threads = Vec::with_capacity(n);

@@ -17,12 +17,13 @@ thread_local! {
 
 /// Runs `f` with the current worker, or returns `None` off-worker (or while
 /// the thread is being torn down).
+///
+/// `f` runs under a shared borrow of the thread-local (no `Rc` clone per
+/// call: this is on every op and wake). Only [`set`] borrows it mutably, and
+/// only at the start and end of a worker thread, never inside `f`.
 pub(crate) fn with_worker<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
     CURRENT
-        .try_with(|c| {
-            let w = c.borrow().clone();
-            w.map(|w| f(&w))
-        })
+        .try_with(|c| c.borrow().as_deref().map(f))
         .ok()
         .flatten()
 }

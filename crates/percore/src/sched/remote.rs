@@ -35,7 +35,7 @@ pub(crate) struct Remote {
     tasks: SegQueue<Arc<Task>>,
     pinned: SegQueue<Arc<Task>>,
     mail: SegQueue<Mail>,
-    pub(crate) owned: Mutex<HashMap<u64, Arc<Task>>>,
+    pub(crate) owned: Mutex<HashMap<u64, Arc<Task>, IdHash>>,
     pub(crate) unparker: Unparker,
     /// The worker's ring fd while it runs io_uring (target of `MSG_RING`
     /// wakes). Senders hold the read lock across their submit; the worker
@@ -53,7 +53,7 @@ impl Remote {
             tasks: SegQueue::new(),
             pinned: SegQueue::new(),
             mail: SegQueue::new(),
-            owned: Mutex::new(HashMap::new()),
+            owned: Mutex::new(HashMap::default()),
             unparker: Unparker::new()?,
             ring_fd: RwLock::new(None),
             closed: AtomicBool::new(false),
@@ -188,5 +188,27 @@ impl Remote {
 
     pub(crate) fn disown(&self, id: u64) {
         lock(&self.owned).remove(&id);
+    }
+}
+
+/// Hashing for task ids (sequential `u64`s from one counter): a
+/// multiplicative (Fibonacci) hash instead of SipHash, which has nothing to
+/// defend against here and costs a spawn and a completion each time.
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
