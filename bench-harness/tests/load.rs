@@ -241,13 +241,7 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
         .arg(&dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = Results::load(&dir.join("results.json")).unwrap();
+    let (stdout, r) = succeeded(&out, &dir);
     let n = servers.split(',').count();
     assert_eq!(r.runs.len(), n + 2 * n, "a probe and two rates per server");
     for s in servers.split(',') {
@@ -329,13 +323,7 @@ fn compare_measures_external_servers() {
         .arg(&dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = Results::load(&dir.join("results.json")).unwrap();
+    let (stdout, r) = succeeded(&out, &dir);
     assert_eq!(
         r.runs.len(),
         2 + 2 * 2,
@@ -374,4 +362,15 @@ fn compare_refuses_bad_external_servers() {
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(err.contains(expect), "{args:?}: {err}");
     }
+}
+
+/// Checks that a `compare` run succeeded; returns its stdout and results.
+fn succeeded(out: &std::process::Output, dir: &std::path::Path) -> (String, Results) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout, Results::load(&dir.join("results.json")).unwrap())
 }

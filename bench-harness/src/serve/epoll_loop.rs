@@ -12,17 +12,9 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::BUFFER;
+use super::{Conn, BUFFER};
 
 const LISTENER: u64 = u64::MAX;
-
-struct Conn {
-    fd: OwnedFd,
-    buf: Box<[u8]>,
-    /// Bytes of `buf` still to send: `buf[start..end]`.
-    start: usize,
-    end: usize,
-}
 
 pub fn run(listen: SocketAddr, workers: usize) -> io::Result<()> {
     super::per_core(listen, workers, serve)

@@ -114,6 +114,15 @@ async fn echo_tokio(mut s: tokio::net::TcpStream) {
     }
 }
 
+/// One connection of the hand-written loops: its socket and a fixed
+/// buffer, of which `buf[start..end]` is still to be sent.
+struct Conn {
+    fd: std::os::fd::OwnedFd,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
 /// The start-up line the comparison runner waits for.
 fn announce(addr: SocketAddr) {
     println!("listening on {addr}");

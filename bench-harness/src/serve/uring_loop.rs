@@ -16,19 +16,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::BUFFER;
+use super::{Conn, BUFFER};
 
 const ACCEPT: u64 = u64::MAX;
 const KIND_RECV: u64 = 0;
 const KIND_SEND: u64 = 1;
-
-struct Conn {
-    fd: OwnedFd,
-    buf: Box<[u8]>,
-    /// Bytes of `buf` to send: `buf[start..end]`.
-    start: usize,
-    end: usize,
-}
 
 pub fn run(listen: SocketAddr, workers: usize) -> io::Result<()> {
     super::per_core(listen, workers, serve)
