@@ -67,6 +67,11 @@ impl Socket {
     /// Records a new epoll registration `t` on worker `worker`; returns the
     /// previous one, if it was on another worker (which must forget it).
     pub(crate) fn set_token(&self, t: u64, worker: u64) -> Option<(u64, u64)> {
+        // The common case, on every operation: the registration is the one
+        // this socket already has. No write, no atomic read-modify-write.
+        if self.0.token.load(Relaxed) == t {
+            return None;
+        }
         let old = self.0.token.swap(t, Relaxed);
         let old_worker = self.0.registered_on.swap(worker, Relaxed);
         (old != 0 && old != t && old_worker != worker).then_some((old_worker, old))
