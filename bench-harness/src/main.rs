@@ -175,6 +175,21 @@ fn loopback_only(addr: SocketAddr) -> io::Result<()> {
 }
 
 fn run_load(a: LoadArgs) -> io::Result<()> {
+    check_shape(a.conns, a.size, a.duration)?;
+    if a.threads == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--threads must be at least 1",
+        ));
+    }
+    if let Some(r) = a.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--rate must be a positive number of messages per second, got {r}"),
+            ));
+        }
+    }
     loopback_only(a.addr)?;
     let mode = match (a.rate, a.depth) {
         (Some(rate), _) => Mode::Open { rate },
@@ -236,7 +251,25 @@ const DEFAULT_SERVERS: &[ServerName] = &[
     ServerName::Threads,
 ];
 
+/// Refuses sizes that make no run: checked before anything starts.
+fn check_shape(conns: usize, size: usize, duration: f64) -> io::Result<()> {
+    let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
+    if conns == 0 {
+        return bad("--conns must be at least 1".into());
+    }
+    if size == 0 || size > 64 << 20 {
+        return bad(format!("--size must be 1 byte to 64 MiB, got {size}"));
+    }
+    if duration.is_nan() || duration <= 0.0 {
+        return bad(format!(
+            "--duration must be more than 0 seconds, got {duration}"
+        ));
+    }
+    Ok(())
+}
+
 fn run_compare(a: CompareArgs) -> io::Result<()> {
+    check_shape(a.conns, a.size, a.duration)?;
     let mut names: Vec<&str> = a.external.iter().map(|e| e.name.as_str()).collect();
     names.extend(a.servers.iter().flatten().map(|s| s.label()));
     let unique: std::collections::HashSet<&str> = names.iter().copied().collect();

@@ -374,3 +374,100 @@ fn succeeded(out: &std::process::Output, dir: &std::path::Path) -> (String, Resu
     );
     (stdout, Results::load(&dir.join("results.json")).unwrap())
 }
+
+/// Arguments that make no run are refused before any server starts (no
+/// results folder is created), with a line naming the argument.
+#[test]
+fn compare_and_load_refuse_bad_arguments_before_starting_anything() {
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let out_dir = std::env::temp_dir().join(format!("bh-bad-{}", std::process::id()));
+    for (arg, value) in [
+        ("--conns", "0"),
+        ("--size", "0"),
+        ("--duration", "0"),
+        ("--reps", "0"),
+    ] {
+        let out = std::process::Command::new(exe)
+            .args(["compare", "--servers", "uring-loop", arg, value, "--out"])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{arg} {value} was accepted");
+        assert!(err.contains(arg), "{arg} {value}: {err}");
+        assert!(!out_dir.exists(), "{arg} {value} started a comparison");
+    }
+    for (arg, value) in [("--rate", "0"), ("--conns", "0"), ("--threads", "0")] {
+        let out = std::process::Command::new(exe)
+            .args(["load", "--addr", "127.0.0.1:9", arg, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(arg), "{arg}: {err}");
+    }
+}
+
+/// Server children die with the harness (PR_SET_PDEATHSIG), so a killed or
+/// interrupted comparison never leaves a server holding a core.
+#[test]
+fn servers_die_with_the_harness() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let dir = std::env::temp_dir().join(format!("bh-kill-{}", std::process::id()));
+    let mut harness = std::process::Command::new(exe)
+        .args([
+            "compare",
+            "--servers",
+            "uring-loop,epoll-loop",
+            "--duration",
+            "30",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let children = |pid: u32| -> Vec<u32> {
+        let mut all = Vec::new();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                all.extend(
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        all
+    };
+    // Wait until both servers run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let servers = loop {
+        let c = children(harness.id());
+        if c.len() >= 2 {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "servers never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    harness.kill().unwrap();
+    harness.wait().unwrap();
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while servers.iter().any(|&p| alive(p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "servers outlived the harness: {servers:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

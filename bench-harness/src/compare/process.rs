@@ -48,23 +48,28 @@ impl Server {
         cmd.args(&spec.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if !cores.is_empty() {
-            let cores = cores.to_vec();
-            // SAFETY: between fork and exec only sched_setaffinity runs, a
-            // plain syscall (async-signal-safe); the set lives on the stack.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    for &c in &cores {
-                        libc::CPU_SET(c, &mut set);
-                    }
-                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+        let cores = cores.to_vec();
+        // SAFETY: between fork and exec only prctl and sched_setaffinity
+        // run, plain syscalls (async-signal-safe); the set lives on the
+        // stack. PR_SET_PDEATHSIG: the server dies with the harness (an
+        // error, a panic, Ctrl-C, a kill), never left behind holding a core.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if cores.is_empty() {
+                    return Ok(());
+                }
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for &c in &cores {
+                    libc::CPU_SET(c, &mut set);
+                }
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let mut child = cmd.spawn().map_err(|e| {
             io::Error::new(
