@@ -471,3 +471,61 @@ fn servers_die_with_the_harness() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Invalid runs are left out of every statistic: they do not move a median
+/// or a range, and a repeated point with fewer than 2 valid runs gets no
+/// figure at all.
+#[test]
+fn an_invalid_run_does_not_move_a_median() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f);
+    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
+        .unwrap()
+        .report;
+    let run = |p99: u64, valid: bool, rep: usize| {
+        let mut load = report.clone();
+        load.latency.p99 = p99;
+        load.valid = valid;
+        load.invalid_reason = (!valid).then(|| "test: generator fell behind".to_string());
+        RunRecord {
+            scenario: "latency".into(),
+            point: "50%".into(),
+            server: "s".into(),
+            layout: "pinned".into(),
+            repetition: rep,
+            load,
+            server_usage: ServerUsage::default(),
+            hgrm: None,
+        }
+    };
+    let mut results = Results {
+        schema_version: SCHEMA_VERSION,
+        started_unix_s: 1,
+        kernel: "test".into(),
+        cores: 2,
+        command: "test".into(),
+        runs: vec![
+            run(100, true, 1),
+            run(10_000, false, 2),
+            run(110, true, 3),
+            run(10_000, false, 4),
+            run(120, true, 5),
+        ],
+        summaries: Vec::new(),
+    };
+    results.summarize();
+    let s = &results.summaries[0];
+    assert_eq!((s.runs, s.invalid_runs, s.valid_runs()), (5, 2, 3));
+    assert_eq!(s.p99_us.median, 110.0, "median over valid runs only");
+    assert_eq!(s.p99_us.max, 120.0, "range over valid runs only");
+    assert!(s.enough_valid());
+    // Two of three invalid: no figure.
+    results.runs = vec![
+        run(100, true, 1),
+        run(10_000, false, 2),
+        run(10_000, false, 3),
+    ];
+    results.summarize();
+    assert!(!results.summaries[0].enough_valid());
+}

@@ -399,11 +399,15 @@ impl Runner<'_> {
             self.cfg.out.join(&file),
             percentile_distribution(&res.latency),
         )?;
-        self.hists
-            .entry((scenario.to_string(), point.to_string(), server.name.clone()))
-            .or_insert_with(new_histogram)
-            .add(&res.latency)
-            .expect("same bounds");
+        // Merged histograms (and the plots drawn from them) take valid
+        // runs only, like the medians.
+        if res.report.valid {
+            self.hists
+                .entry((scenario.to_string(), point.to_string(), server.name.clone()))
+                .or_insert_with(new_histogram)
+                .add(&res.latency)
+                .expect("same bounds");
+        }
         let rec = RunRecord {
             scenario: scenario.into(),
             point: point.into(),

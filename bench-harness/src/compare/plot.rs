@@ -67,7 +67,7 @@ pub fn write_all(
     for s in results
         .summaries
         .iter()
-        .filter(|s| s.scenario == "latency" && s.point != "max")
+        .filter(|s| s.scenario == "latency" && s.point != "max" && s.enough_valid())
     {
         let p = (s.throughput.median, s.p99_us.median.max(1.0));
         match by_server.iter_mut().find(|x| x.name == s.server) {

@@ -111,7 +111,29 @@ pub fn print_tables(results: &Results, layout: &str) {
         }
         let mut flag = String::new();
         if s.invalid_runs > 0 {
-            flag += &format!("  ({} invalid)", s.invalid_runs);
+            flag += &format!(
+                "  ({}/{} valid; invalid runs left out)",
+                s.valid_runs(),
+                s.runs
+            );
+        }
+        if !s.enough_valid() {
+            println!(
+                "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}  \
+                 ({}/{} valid: too few valid runs for a figure)",
+                s.server,
+                "–",
+                "–",
+                "–",
+                "–",
+                "–",
+                "–",
+                "–",
+                "–",
+                s.valid_runs(),
+                s.runs
+            );
+            continue;
         }
         if s.generator_bound_runs > 0 {
             flag += "  (generator-bound: a lower bound)";

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::process::ProcSample;
 use crate::load::LoadReport;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2: summaries' statistics cover valid runs only.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A server's resource use over one measured window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -81,7 +82,9 @@ impl Stat {
     }
 }
 
-/// Medians of one (scenario, point, server) over its repetitions.
+/// Medians of one (scenario, point, server) over its *valid* repetitions:
+/// an invalid run (the generator fell behind, messages went unanswered)
+/// is counted in `invalid_runs` and left out of every statistic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub scenario: String,
@@ -104,9 +107,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Runs whose figures the statistics are made of.
+    pub fn valid_runs(&self) -> usize {
+        self.runs - self.invalid_runs
+    }
+
+    /// Whether the statistics can be shown: at least one valid run, and at
+    /// least two where the point was repeated.
+    pub fn enough_valid(&self) -> bool {
+        let v = self.valid_runs();
+        v >= 1 && (self.runs < 2 || v >= 2)
+    }
+
     pub fn of(runs: &[&RunRecord]) -> Summary {
+        let valid: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.load.valid).collect();
         let f = |g: &dyn Fn(&RunRecord) -> f64| {
-            Stat::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>())
+            Stat::of(&valid.iter().map(|r| g(r)).collect::<Vec<_>>())
         };
         let per_k = |cs: u64, r: &RunRecord| {
             cs as f64 * 1000.0 / (r.load.throughput * r.load.duration_s).max(1.0)
@@ -117,7 +133,7 @@ impl Summary {
             server: runs[0].server.clone(),
             runs: runs.len(),
             invalid_runs: runs.iter().filter(|r| !r.load.valid).count(),
-            generator_bound_runs: runs.iter().filter(|r| r.load.generator_bound).count(),
+            generator_bound_runs: valid.iter().filter(|r| r.load.generator_bound).count(),
             throughput: f(&|r| r.load.throughput),
             p50_us: f(&|r| r.load.latency.p50 as f64),
             p99_us: f(&|r| r.load.latency.p99 as f64),
