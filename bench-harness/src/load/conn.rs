@@ -49,6 +49,11 @@ impl Conn {
         self.pending.len()
     }
 
+    /// Intended send times of the messages still unanswered.
+    pub fn pending_intended(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pending.iter().copied()
+    }
+
     /// Queues the next message, intended at `intended_ns`.
     pub fn enqueue(&mut self, size: usize, intended_ns: u64) {
         payload::append(&mut self.tx, self.id, self.next_seq, size);

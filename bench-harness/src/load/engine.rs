@@ -31,6 +31,9 @@ pub struct ThreadResult {
     /// Wall time spent waiting in epoll (sleeping or polling) inside the
     /// measured window: the rest of the window is the generator's work.
     pub waiting: Duration,
+    /// The window's CPU and wall time were sampled (a run whose window was
+    /// not measured cannot be checked for saturation: it is invalid).
+    pub window_measured: bool,
 }
 
 pub fn run_thread(
@@ -58,6 +61,7 @@ pub fn run_thread(
         cpu: Duration::ZERO,
         wall: Duration::ZERO,
         waiting: Duration::ZERO,
+        window_measured: false,
     };
     let spin = Duration::from_micros(cfg.spin_us);
     let mut buf = vec![0u8; 256 * 1024];
@@ -92,7 +96,29 @@ pub fn run_thread(
             1
         };
         if now >= drain_until || (now >= end_ns && outstanding == 0) {
-            r.unanswered = conns.iter().map(|c| c.outstanding() as u64).sum();
+            // The window may end here, before the sampling at the bottom of
+            // the loop ever ran (nothing outstanding at the end time).
+            if !window_measured {
+                if let Some((cpu0, wall0)) = window_start {
+                    r.cpu = thread_cpu().saturating_sub(cpu0);
+                    r.wall = Instant::now().duration_since(wall0);
+                    window_measured = true;
+                }
+            }
+            // Unanswered messages are timeouts, not silence: each one sent
+            // in the window is recorded as answered at the drain deadline,
+            // so a server that drops messages cannot show a good tail.
+            let deadline = now.max(end_ns);
+            for c in &conns {
+                for intended in c.pending_intended() {
+                    r.unanswered += 1;
+                    // In the histogram, not in `in_window`: throughput
+                    // counts answered messages only.
+                    if intended >= warm_ns && intended < end_ns {
+                        record(&mut r.latency, deadline.saturating_sub(intended) / 1000);
+                    }
+                }
+            }
             break;
         }
         // Open loop: issue every message that is due, batching per connection.
@@ -182,5 +208,6 @@ pub fn run_thread(
             window_measured = true;
         }
     }
+    r.window_measured = window_measured;
     Ok(r)
 }

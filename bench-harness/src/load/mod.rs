@@ -179,8 +179,12 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
     let mut lag = new_histogram();
     let (mut sent, mut completed, mut in_window, mut unanswered) = (0, 0, 0, 0);
     let (mut cpu, mut busy_max) = (Duration::ZERO, 0.0f64);
+    let mut unmeasured = 0;
     for r in results {
         let r = r?;
+        if !r.window_measured {
+            unmeasured += 1;
+        }
         latency.add(&r.latency).expect("same bounds");
         lag.add(&r.send_lag).expect("same bounds");
         sent += r.sent;
@@ -199,7 +203,14 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
     let send_lag = Percentiles::of(&lag);
     let mut invalid = Vec::new();
     if unanswered > 0 {
-        invalid.push(format!("{unanswered} messages were never echoed"));
+        invalid.push(format!(
+            "{unanswered} messages were never echoed (recorded as timeouts at the drain deadline)"
+        ));
+    }
+    if unmeasured > 0 {
+        invalid.push(format!(
+            "the measurement window of {unmeasured} generator thread(s) was not sampled"
+        ));
     }
     if let Mode::Open { .. } = cfg.mode {
         if send_lag.p99 > cfg.lag_limit_us {
