@@ -21,10 +21,13 @@
 //! the ring's worker has exited, `data` is leaked (and counted in
 //! `metrics::leaked_ops`), never freed early.
 //!
-//! `Drop` never panics (an unwinding drop would free `data` while the kernel
-//! may still write it). `poll` may panic where the op cannot complete (not
-//! on a worker before submission, or its ring is gone); that is safe because
-//! the unwinding then runs `Drop`, which keeps or leaks `data`.
+//! Nothing percore does in `Drop` panics, and while `data` may still be in
+//! the kernel it sits in a leak-on-unwind guard, so even a panic from user
+//! code reached on the way (a waker's `Drop`) cannot free it early. The only
+//! user code `Drop` runs directly is the drop of `data` itself once its op has
+//! completed, as for any value. `poll` may panic where the op cannot complete
+//! (not on a worker before submission, or its ring is gone); that is safe
+//! because the unwinding then runs `Drop`, which keeps or leaks `data`.
 
 use std::future::Future;
 use std::mem;
