@@ -353,7 +353,12 @@ impl Driver {
         metrics: &WorkerMetrics,
     ) -> io::Result<()> {
         self.arm_unpark(metrics);
-        self.enter(1, timeout, metrics)?;
+        // Arming the unpark read may have found the SQ full (the loop parks
+        // with the tasks' SQEs still queued) and flushed it, reaping
+        // completions whose wakers now wait in `self.wakers`: then do not
+        // wait for a further completion that may never come, only submit.
+        let min_complete = if self.has_ready() { 0 } else { 1 };
+        self.enter(min_complete, timeout, metrics)?;
         self.reap(metrics);
         Ok(())
     }
