@@ -124,3 +124,26 @@ fn run(setup: RingSetup) -> percore::metrics::MetricsSnapshot {
     }
     m
 }
+
+/// The worker parks with SQEs still queued (its idle pass submits in the
+/// park's own enter). On a 2-entry ring, arming the unpark read then finds
+/// the SQ full and flushes it, reaping completions on the way: the park
+/// must not go on to wait for a further completion while those wakers are
+/// pending. (Before the fix this hung every time: both no-ops completed in
+/// the flush and their task was never woken.)
+#[test]
+fn parking_with_a_full_submission_queue_loses_no_wakeup() {
+    let _w = watchdog("park with full SQ", 30);
+    let rt = runtime(1, 2);
+    rt.block_on(async {
+        for _ in 0..100 {
+            let mut a = Box::pin(percore::nop());
+            let mut b = Box::pin(percore::nop());
+            let _ = poll_once(&mut a).await;
+            let _ = poll_once(&mut b).await;
+            // Both SQEs are queued; awaiting makes the worker idle.
+            a.await.unwrap();
+            b.await.unwrap();
+        }
+    });
+}
