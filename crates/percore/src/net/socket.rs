@@ -69,7 +69,7 @@ impl Socket {
     pub(crate) fn set_token(&self, t: u64, worker: u64) -> Option<(u64, u64)> {
         // The common case, on every operation: the registration is the one
         // this socket already has. No write, no atomic read-modify-write.
-        if self.0.token.load(Relaxed) == t {
+        if self.0.token.load(Relaxed) == t && self.0.registered_on.load(Relaxed) == worker {
             return None;
         }
         let old = self.0.token.swap(t, Relaxed);

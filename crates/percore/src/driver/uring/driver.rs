@@ -73,6 +73,9 @@ pub(crate) struct Driver {
     /// Ids of workers whose `MSG_RING` wake failed: signal their eventfd
     /// instead.
     failed_wakes: Vec<u64>,
+    /// CQEs reaped so far (all kinds): tells `park` whether arming the
+    /// unpark read flushed the SQ and consumed completions.
+    reaped: u64,
 }
 
 impl Driver {
@@ -91,6 +94,7 @@ impl Driver {
             unpark_buf: Box::new(0),
             unpark_armed: false,
             failed_wakes: Vec::new(),
+            reaped: 0,
         })
     }
 
@@ -352,12 +356,20 @@ impl Driver {
         timeout: Option<Duration>,
         metrics: &WorkerMetrics,
     ) -> io::Result<()> {
+        let reaped = self.reaped;
         self.arm_unpark(metrics);
         // Arming the unpark read may have found the SQ full (the loop parks
         // with the tasks' SQEs still queued) and flushed it, reaping
-        // completions whose wakers now wait in `self.wakers`: then do not
-        // wait for a further completion that may never come, only submit.
-        let min_complete = if self.has_ready() { 0 } else { 1 };
+        // completions: wakers now waiting in `self.wakers`, or a sibling's
+        // MSG_RING wake meant to end *this* park (its latch is NOTIFIED, so
+        // nobody signals again). Then only submit, never wait: the loop
+        // delivers and comes back. Likewise if the read could not be armed
+        // (no eventfd wake could end the wait).
+        let min_complete = if self.reaped != reaped || self.has_ready() || !self.unpark_armed {
+            0
+        } else {
+            1
+        };
         self.enter(min_complete, timeout, metrics)?;
         self.reap(metrics);
         Ok(())
@@ -430,6 +442,7 @@ impl Driver {
             let overflowed = {
                 for cqe in &mut cq {
                     metrics.completed.bump();
+                    self.reaped += 1;
                     let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
                     match ud {
                         CANCEL_TAG => {}
@@ -478,8 +491,11 @@ impl Driver {
         mem::swap(&mut self.dead, dead);
     }
 
+    /// Work the worker must hand out before it may wait: wakers, orphans
+    /// and retired wakers collected by a reap, and failed MSG_RING wakes
+    /// whose targets still need their eventfd written.
     pub(crate) fn has_ready(&self) -> bool {
-        !self.wakers.is_empty() || !self.dead.is_empty()
+        !self.wakers.is_empty() || !self.dead.is_empty() || !self.failed_wakes.is_empty()
     }
 }
 
