@@ -118,12 +118,12 @@ impl<T: OpData + Unpin> Future for Op<T> {
             State::Unsubmitted(ref entry) => {
                 let entry = entry.clone();
                 let mut driver = w.driver.borrow_mut();
-                // SAFETY: the SQE points into `this.data` (the `OpData` rule);
-                // the data stays in this Op until the final CQE or, if the Op
-                // is dropped first, goes to the ring's worker (`Drop`), which
-                // keeps it until that CQE or leaks it. Exercised by
-                // tests/quarantine (100k dropped ops under a poisoning
-                // allocator), tests/cancellation and tests/soundness.
+                // `this.data` stays in this Op until the final CQE or, if
+                // the Op is dropped first, goes to the ring's worker (`Drop`),
+                // which keeps it until that CQE or leaks it. Exercised by
+                // tests/quarantine, tests/cancellation, tests/soundness.
+                // SAFETY: the SQE points into `this.data` (the `OpData` rule),
+                // which outlives the op as said above.
                 let started =
                     unsafe { driver.uring().start(entry, cx.waker().clone(), &w.metrics) };
                 match started {

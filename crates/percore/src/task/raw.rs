@@ -98,13 +98,13 @@ impl Task {
     /// Polls the future once. Must be called on the home worker's thread.
     pub(crate) fn run(self: &Arc<Self>) -> RunResult {
         self.state.start_run();
+        // User code the poll or the drop below runs (the future, its `Drop`)
+        // may wake or abort this task, which touches only atomics, never
+        // `future`; its panics are caught by the harness (polls) and
+        // `drop_future` (drops). Loom: loom_wake_during_poll_is_never_lost_or_
+        // doubled, loom_owner_and_thief_never_run_a_task_twice.
         // SAFETY: we are on the home worker (the only caller), and polls do
-        // not nest: a task cannot run itself, since a wake while RUNNING only
-        // sets NOTIFIED (loom: loom_wake_during_poll_is_never_lost_or_doubled,
-        // loom_owner_and_thief_never_run_a_task_twice). User code the poll or
-        // the drop below runs (the future, its `Drop`) may wake or abort this
-        // task, which touches only atomics, never `future`; its panics are
-        // caught by the harness (polls) and `drop_future` (drops).
+        // not nest: a wake while RUNNING only sets NOTIFIED.
         let slot = unsafe { &mut *self.future.get() };
         let ready = match slot {
             None => true,
