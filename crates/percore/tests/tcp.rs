@@ -44,17 +44,22 @@ fn echo_over_ipv6_loopback() {
 fn connection_refused_is_a_clear_error() {
     let _w = watchdog("refused", 60);
     let rt = runtime(1, 64);
-    // Bind then drop to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port bound but never listened on: connects are refused, and the
+    // port stays ours for the whole test (binding then dropping a listener
+    // let a test running in parallel be given the same port, so this
+    // connect reached that test's listener and broke both: seen once in CI).
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    reserved
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = reserved.local_addr().unwrap().as_socket().unwrap().port();
     let e = rt
         .block_on(async move { TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await })
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    drop(reserved);
 }
 
 #[test]
