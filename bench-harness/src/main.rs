@@ -29,7 +29,7 @@ enum Cmd {
     Load(LoadArgs),
     /// Run a baseline echo server until killed.
     Serve(ServeArgs),
-    /// Compare servers: the main job (about 3 minutes with the defaults).
+    /// Compare servers: the main job (about 5 minutes with the defaults).
     Compare(CompareArgs),
 }
 
@@ -93,7 +93,7 @@ struct CompareArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "latency")]
     scenarios: Vec<Scenario>,
     /// Built-in servers to compare [default: percore, percore-epoll,
-    /// uring-loop, epoll-loop, tokio-tpc, tokio-mt, threads; none when
+    /// uring-loop, monoio, epoll-loop, tokio-tpc, tokio-mt, threads; none when
     /// --server is given].
     #[arg(long, value_enum, value_delimiter = ',')]
     servers: Option<Vec<ServerName>>,
@@ -245,6 +245,7 @@ const DEFAULT_SERVERS: &[ServerName] = &[
     ServerName::Percore,
     ServerName::PercoreEpoll,
     ServerName::UringLoop,
+    ServerName::Monoio,
     ServerName::EpollLoop,
     ServerName::TokioTpc,
     ServerName::TokioMt,

@@ -220,9 +220,9 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     let exe = env!("CARGO_BIN_EXE_bench-harness");
     let echo = std::path::Path::new(exe).with_file_name("percore-echo");
     let servers = if echo.exists() {
-        "percore,percore-epoll,uring-loop,epoll-loop,tokio-tpc,tokio-mt,threads"
+        "percore,percore-epoll,uring-loop,monoio,epoll-loop,tokio-tpc,tokio-mt,threads"
     } else {
-        "uring-loop,epoll-loop,tokio-tpc,tokio-mt,threads"
+        "uring-loop,monoio,epoll-loop,tokio-tpc,tokio-mt,threads"
     };
     let dir = std::env::temp_dir().join(format!("bh-cmp-{}", std::process::id()));
     let out = std::process::Command::new(exe)
@@ -259,15 +259,15 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The hand-written yardsticks echo every byte, including messages larger
-/// than their buffers and than a socket buffer (partial sends), over
-/// several workers.
+/// The reference servers (the hand-written yardsticks and monoio) echo
+/// every byte, including messages larger than their buffers and than a
+/// socket buffer (partial sends), over several workers.
 #[test]
-fn the_hand_written_loops_echo_every_byte() {
+fn the_reference_servers_echo_every_byte() {
     use std::io::{BufRead, BufReader};
     let _serial = serial();
     let exe = env!("CARGO_BIN_EXE_bench-harness");
-    for kind in ["epoll-loop", "uring-loop"] {
+    for kind in ["epoll-loop", "uring-loop", "monoio"] {
         let mut server = std::process::Command::new(exe)
             .args(["serve", kind, "--listen", "127.0.0.1:0", "--workers", "2"])
             .stdout(std::process::Stdio::piped())

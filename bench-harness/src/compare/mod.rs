@@ -71,6 +71,9 @@ pub enum ServerName {
     /// Hand-written io_uring loop per core (SINGLE_ISSUER|DEFER_TASKRUN):
     /// the floor for percore's own design.
     UringLoop,
+    /// monoio 0.2, a runtime per core, ring flags as `uring-loop`'s: the
+    /// io_uring runtime users would otherwise pick.
+    Monoio,
 }
 
 impl ServerName {
@@ -83,6 +86,7 @@ impl ServerName {
             ServerName::Threads => "threads",
             ServerName::EpollLoop => "epoll-loop",
             ServerName::UringLoop => "uring-loop",
+            ServerName::Monoio => "monoio",
         }
     }
 }

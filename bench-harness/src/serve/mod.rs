@@ -9,10 +9,13 @@
 //!   at its best, no runtime.
 //! - `uring_loop` — a hand-written io_uring loop per core with
 //!   `SINGLE_ISSUER | DEFER_TASKRUN`: the floor for percore's own design.
+//! - `monoio` — the io_uring runtime users would otherwise pick, its ring
+//!   flags as `uring_loop`'s.
 //!
 //! percore itself is served by the `percore-echo` binary.
 
 mod epoll_loop;
+mod monoio;
 mod threads;
 mod tokio_mt;
 mod tokio_tpc;
@@ -38,6 +41,8 @@ pub enum ServerKind {
     EpollLoop,
     /// Hand-written io_uring loop per core, SINGLE_ISSUER|DEFER_TASKRUN.
     UringLoop,
+    /// monoio 0.2 runtime per core, SINGLE_ISSUER|DEFER_TASKRUN ring.
+    Monoio,
 }
 
 pub fn run(kind: ServerKind, listen: SocketAddr, workers: usize) -> io::Result<()> {
@@ -47,6 +52,7 @@ pub fn run(kind: ServerKind, listen: SocketAddr, workers: usize) -> io::Result<(
         ServerKind::Threads => threads::run(listen),
         ServerKind::EpollLoop => epoll_loop::run(listen, workers),
         ServerKind::UringLoop => uring_loop::run(listen, workers),
+        ServerKind::Monoio => monoio::run(listen, workers),
     }
 }
 
