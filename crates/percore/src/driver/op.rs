@@ -199,7 +199,7 @@ impl<T: OpData> Op<T> {
 /// The worker whose ring has op state `(id, index)`: in the current
 /// runtime at `index` (the usual case, a stolen task), else anywhere in the
 /// process (`sched/registry.rs`). `None` if it has exited.
-fn ring_owner(id: u64, index: usize) -> Option<Arc<Remote>> {
+pub(crate) fn ring_owner(id: u64, index: usize) -> Option<Arc<Remote>> {
     let here = context::with_worker(|w| {
         w.shared
             .remotes

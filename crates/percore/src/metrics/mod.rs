@@ -82,6 +82,12 @@ pub struct WorkerMetrics {
     pub user_panics: Counter,
     /// `IORING_OP_MSG_RING` wakes this worker's ring received (reaped).
     pub msg_ring_received: Counter,
+    /// Multishot accepts this worker armed (one per listener, plus one per
+    /// re-arm after the kernel or backpressure ended the previous one).
+    pub accept_arms: Counter,
+    /// Multishot ops this worker cancelled because their consumer had not
+    /// taken the queued results (the queue's cap was reached).
+    pub multishot_backpressure: Counter,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -123,6 +129,10 @@ pub struct MetricsSnapshot {
     pub user_panics: u64,
     /// `IORING_OP_MSG_RING` wakes this worker's ring received.
     pub msg_ring_received: u64,
+    /// See [`WorkerMetrics::accept_arms`].
+    pub accept_arms: u64,
+    /// See [`WorkerMetrics::multishot_backpressure`].
+    pub multishot_backpressure: u64,
 }
 
 impl WorkerMetrics {
@@ -147,6 +157,8 @@ impl WorkerMetrics {
             msg_ring_wakes: self.msg_ring_wakes.get(),
             user_panics: self.user_panics.get(),
             msg_ring_received: self.msg_ring_received.get(),
+            accept_arms: self.accept_arms.get(),
+            multishot_backpressure: self.multishot_backpressure.get(),
         }
     }
 }

@@ -211,6 +211,12 @@ impl Worker {
                     dead.orphans
                         .extend(driver.uring().orphan(slot, data.0, &self.metrics));
                 }
+                Mail::CancelMultishot { slot, cell } => {
+                    self.driver
+                        .borrow_mut()
+                        .uring()
+                        .cancel_multishot(slot, &cell, &self.metrics);
+                }
                 Mail::CancelTimer { deadline, id } => {
                     let waker = self.timers.borrow_mut().remove(deadline, id);
                     // A waker's drop is user code: not under the borrow.

@@ -9,6 +9,8 @@
 //!
 //! - [`Mail::Forward`] / [`Mail::Orphan`]: an op in flight on the worker's
 //!   ring (`driver/uring/forward.rs`, `driver/op.rs`);
+//! - [`Mail::CancelMultishot`]: a multishot op (a listener's accept) whose
+//!   consumer was dropped elsewhere (`driver/uring/multishot.rs`);
 //! - [`Mail::CancelTimer`]: a `Sleep` re-registered on another worker; its
 //!   old entry would otherwise keep the task's waker until the deadline;
 //! - [`Mail::Deregister`]: a socket re-registered with another worker's
@@ -21,6 +23,7 @@ use std::time::Instant;
 
 use crate::driver::op::OpData;
 use crate::driver::uring::forward::Forwarded;
+use crate::driver::uring::multishot::Multishot;
 
 /// Op resources crossing to the worker whose ring has them in flight.
 pub(crate) struct SendData(pub(crate) Box<dyn OpData>);
@@ -42,6 +45,9 @@ pub(crate) enum Mail {
     Forward { slot: u32, cell: Arc<Forwarded> },
     /// Op `slot`'s future is gone; here are its resources.
     Orphan { slot: u32, data: SendData },
+    /// Cancel multishot op `slot` if it is still `cell`'s: its consumer is
+    /// gone.
+    CancelMultishot { slot: u32, cell: Arc<Multishot> },
     /// Remove timer `(deadline, id)`: its `Sleep` now waits elsewhere.
     CancelTimer { deadline: Instant, id: u64 },
     /// Forget epoll registration `token` of `fd`: the socket is now

@@ -175,8 +175,11 @@ impl Remote {
                         crate::runtime::guard::run_user_code("a waker", || w.wake());
                     }
                 }
-                // The worker's timers and epoll set are gone with it.
-                Mail::CancelTimer { .. } | Mail::Deregister { .. } => {}
+                // The worker's timers, epoll set and ring (ending its
+                // multishot ops) are gone with it.
+                Mail::CancelTimer { .. }
+                | Mail::Deregister { .. }
+                | Mail::CancelMultishot { .. } => {}
             }
         }
     }

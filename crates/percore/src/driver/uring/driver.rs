@@ -18,6 +18,7 @@ use std::time::Duration;
 use io_uring::{opcode, squeue, types, IoUring};
 
 use super::forward::Forwarded;
+use super::multishot::Multishot;
 use super::setup::{build_ring, RingFeatures, RingSetup};
 use crate::driver::op::OpData;
 use crate::driver::Released;
@@ -55,6 +56,14 @@ pub(crate) enum Slot {
     /// Submitted, and its task now runs on another worker: the result goes
     /// into the cell (`forward.rs`).
     Forwarded(Arc<Forwarded>),
+    /// A multishot op (`multishot.rs`): every CQE's result goes into `cell`;
+    /// `keep` holds the op's resources until the final CQE; `cancelling`
+    /// once a cancel is on its way (backpressure or consumer gone).
+    Multishot {
+        cell: Arc<Multishot>,
+        keep: Box<dyn OpData>,
+        cancelling: bool,
+    },
 }
 
 pub(crate) struct Driver {
@@ -76,6 +85,9 @@ pub(crate) struct Driver {
     /// CQEs reaped so far (all kinds): tells `park` whether arming the
     /// unpark read flushed the SQ and consumed completions.
     reaped: u64,
+    /// Multishot slots whose queue reached its cap during a reap: cancelled
+    /// once the reap no longer borrows the CQ.
+    over_cap: Vec<u32>,
 }
 
 impl Driver {
@@ -95,6 +107,7 @@ impl Driver {
             unpark_armed: false,
             failed_wakes: Vec::new(),
             reaped: 0,
+            over_cap: Vec::new(),
         })
     }
 
@@ -151,6 +164,94 @@ impl Driver {
         }
     }
 
+    /// Takes a slot for a multishot op whose CQEs go into `cell`, keeping
+    /// `keep` until its final CQE, and queues its SQE. Fails as [`start`]
+    /// does, and then `keep` comes back dropped-never-submitted.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `entry` must point into `keep` (or `'static`
+    /// memory): the driver holds `keep` until the final CQE, or leaks it.
+    ///
+    /// [`start`]: Driver::start
+    pub(crate) unsafe fn start_multishot(
+        &mut self,
+        entry: squeue::Entry,
+        cell: Arc<Multishot>,
+        keep: Box<dyn OpData>,
+        metrics: &WorkerMetrics,
+    ) -> io::Result<u32> {
+        let slot = Slot::Multishot {
+            cell,
+            keep,
+            cancelling: false,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("more than 2^32 ops in flight")
+            }
+        };
+        // SAFETY: forwarded from this function's contract.
+        match unsafe { self.push(entry.user_data(u64::from(idx)), metrics) } {
+            Ok(()) => {
+                self.in_flight += 1;
+                Ok(idx)
+            }
+            Err(e) => {
+                // Never queued: the kernel never saw `keep`; drop it with
+                // the worker's other released resources.
+                if let Slot::Multishot { keep, .. } =
+                    mem::replace(&mut self.slots[idx as usize], Slot::Free)
+                {
+                    self.dead
+                        .orphans
+                        .push((keep, e.raw_os_error().map_or(-libc::EIO, |n| -n)));
+                }
+                self.free.push(idx);
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels multishot op `idx` if it is still `cell`'s (its consumer is
+    /// gone). A slot already freed, or reused by another op, is left alone:
+    /// this runs on the ring's worker, the only thread that frees slots, and
+    /// the cancel SQE reaches the kernel before any later SQE reusing `idx`.
+    pub(crate) fn cancel_multishot(
+        &mut self,
+        idx: u32,
+        cell: &Arc<Multishot>,
+        metrics: &WorkerMetrics,
+    ) {
+        let Some(Slot::Multishot {
+            cell: c,
+            cancelling,
+            ..
+        }) = self.slots.get_mut(idx as usize)
+        else {
+            return;
+        };
+        if !Arc::ptr_eq(c, cell) || *cancelling {
+            return;
+        }
+        let cancel = opcode::AsyncCancel::new(u64::from(idx))
+            .build()
+            .user_data(CANCEL_TAG);
+        // SAFETY: an async-cancel SQE references no memory. If it cannot be
+        // queued, the op stays armed with its resources here and its
+        // results are discarded by the closed cell: nothing leaks.
+        if unsafe { self.push(cancel, metrics) }.is_ok() {
+            if let Some(Slot::Multishot { cancelling, .. }) = self.slots.get_mut(idx as usize) {
+                *cancelling = true;
+            }
+        }
+    }
+
     /// Polls op `idx`: its result once the final CQE arrived (freeing the
     /// slot), else records `waker`.
     pub(crate) fn poll_op(&mut self, idx: u32, waker: &Waker) -> Poll<(i32, u32)> {
@@ -169,7 +270,7 @@ impl Driver {
                 }
                 Poll::Pending
             }
-            Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) => {
+            Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) | Slot::Multishot { .. } => {
                 unreachable!("op slot {idx} polled after it was released or forwarded")
             }
         }
@@ -206,7 +307,7 @@ impl Driver {
                 let _ = unsafe { self.push(cancel, metrics) };
                 None
             }
-            Slot::Free | Slot::Orphaned(_) => {
+            Slot::Free | Slot::Orphaned(_) | Slot::Multishot { .. } => {
                 unreachable!("op slot {idx} released twice")
             }
         }
@@ -232,7 +333,7 @@ impl Driver {
                 }
                 None
             }
-            Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) => {
+            Slot::Free | Slot::Orphaned(_) | Slot::Forwarded(_) | Slot::Multishot { .. } => {
                 unreachable!("forward mail for op slot {idx}, which is not live")
             }
         }
@@ -289,7 +390,10 @@ impl Driver {
             .filter(|(_, s)| {
                 matches!(
                     s,
-                    Slot::InFlight(_) | Slot::Orphaned(_) | Slot::Forwarded(_)
+                    Slot::InFlight(_)
+                        | Slot::Orphaned(_)
+                        | Slot::Forwarded(_)
+                        | Slot::Multishot { .. }
                 )
             })
             .map(|(i, _)| i as u64)
@@ -461,6 +565,7 @@ impl Driver {
                             &mut self.in_flight,
                             &mut self.wakers,
                             &mut self.dead,
+                            &mut self.over_cap,
                             ud as u32,
                             res,
                             flags,
@@ -470,6 +575,7 @@ impl Driver {
                 drop(cq);
                 self.ring.submission().cq_overflow()
             };
+            self.cancel_over_cap(metrics);
             if !overflowed {
                 return;
             }
@@ -481,6 +587,32 @@ impl Driver {
                     .submitter()
                     .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
             };
+        }
+    }
+
+    /// Backpressure: cancels the multishot ops whose queue reached its cap
+    /// in the reap that just ended (unless that reap also saw their end).
+    /// Their consumers re-arm once they have taken the queued results.
+    fn cancel_over_cap(&mut self, metrics: &WorkerMetrics) {
+        for idx in mem::take(&mut self.over_cap) {
+            let Some(Slot::Multishot {
+                cancelling: false, ..
+            }) = self.slots.get(idx as usize)
+            else {
+                continue;
+            };
+            let cancel = opcode::AsyncCancel::new(u64::from(idx))
+                .build()
+                .user_data(CANCEL_TAG);
+            // SAFETY: an async-cancel SQE references no memory. If it cannot
+            // be queued, the op stays armed and its queue grows past the
+            // cap until the next CQE asks again.
+            if unsafe { self.push(cancel, metrics) }.is_ok() {
+                metrics.multishot_backpressure.bump();
+                if let Some(Slot::Multishot { cancelling, .. }) = self.slots.get_mut(idx as usize) {
+                    *cancelling = true;
+                }
+            }
         }
     }
 
@@ -506,12 +638,38 @@ fn complete_slot(
     in_flight: &mut usize,
     wakers: &mut Vec<Waker>,
     dead: &mut Released,
+    over_cap: &mut Vec<u32>,
     idx: u32,
     res: i32,
     flags: u32,
 ) {
     let slot = &mut slots[idx as usize];
     match slot {
+        Slot::Multishot {
+            cell, cancelling, ..
+        } => {
+            let more = io_uring::cqueue::more(flags);
+            // The CQE that ends a cancelled op carries no result.
+            if more || res != -libc::ECANCELED {
+                let (woken, full) = cell.push(res);
+                wakers.extend(woken);
+                if full && more && !*cancelling {
+                    over_cap.push(idx);
+                }
+            }
+            if !more {
+                let Slot::Multishot { cell, keep, .. } = mem::replace(slot, Slot::Free) else {
+                    unreachable!()
+                };
+                wakers.extend(cell.end());
+                // `keep` holds only what the kernel used (the listener's
+                // socket): released like an orphan's, with no result to
+                // clean up (`OpData::orphaned` of multishot data is a no-op).
+                dead.orphans.push((keep, res));
+                free.push(idx);
+                *in_flight -= 1;
+            }
+        }
         Slot::InFlight(w) => {
             if let Some(w) = w.take() {
                 wakers.push(w);
@@ -567,6 +725,14 @@ impl Drop for Driver {
                 // result will come (and its drop leaks the resources).
                 Slot::Forwarded(cell) => wakers.extend(cell.lose()),
                 Slot::InFlight(w) => self.dead.retired.extend(w),
+                // The kernel may still hold the op (the drain deadline
+                // passed): its resources are leaked; its consumer learns the
+                // op ended and re-arms wherever it runs next.
+                Slot::Multishot { cell, keep, .. } => {
+                    crate::metrics::count_leaked_op();
+                    mem::forget(keep);
+                    wakers.extend(cell.end());
+                }
                 Slot::Free | Slot::Done { .. } => {}
             }
         }

@@ -1,8 +1,10 @@
 //! The io_uring driver: one ring per worker, owned and entered only by that
 //! worker's thread.
 
+pub(crate) mod accept;
 mod driver;
 pub(crate) mod forward;
+pub(crate) mod multishot;
 pub(crate) mod ops;
 mod setup;
 

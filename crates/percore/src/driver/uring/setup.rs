@@ -27,6 +27,10 @@ pub struct RingFeatures {
     /// workers wake each other by posting a completion into the target's
     /// ring instead of writing its eventfd (`WakeMode`).
     pub msg_ring: bool,
+    /// Multishot accept (`IORING_ACCEPT_MULTISHOT`, Linux 5.19, found by
+    /// probing for `IORING_OP_SOCKET` of the same release): one SQE accepts
+    /// many connections (`driver/uring/multishot.rs`).
+    pub multishot_accept: bool,
 }
 
 impl fmt::Display for RingFeatures {
@@ -108,6 +112,7 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
         match b.build(entries) {
             Ok(mut ring) => {
                 probe_enter(&mut ring)?;
+                let probe = probe(&ring);
                 let p = ring.params();
                 if !p.is_feature_nodrop() || !p.is_feature_ext_arg() {
                     return Err(io::Error::new(
@@ -122,7 +127,13 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
                     coop_taskrun,
                     sq_entries: p.sq_entries(),
                     cq_entries: p.cq_entries(),
-                    msg_ring: p.is_feature_skip_cqe_on_success() && probe_msg_ring(&ring),
+                    msg_ring: p.is_feature_skip_cqe_on_success()
+                        && probe
+                            .as_ref()
+                            .is_some_and(|p| p.is_supported(io_uring::opcode::MsgRingData::CODE)),
+                    multishot_accept: probe
+                        .as_ref()
+                        .is_some_and(|p| p.is_supported(io_uring::opcode::Socket::CODE)),
                 };
                 return Ok((ring, features));
             }
@@ -160,13 +171,13 @@ fn probe_enter(ring: &mut IoUring) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks the kernel whether it knows `IORING_OP_MSG_RING` (Linux 5.18).
-/// False also where `io_uring_register` is forbidden: wakes then use the
-/// eventfd.
-fn probe_msg_ring(ring: &IoUring) -> bool {
+/// Asks the kernel which opcodes it knows. `None` where
+/// `io_uring_register` is forbidden: then percore uses only what every
+/// supported kernel has (eventfd wakes, single-shot accept).
+fn probe(ring: &IoUring) -> Option<io_uring::Probe> {
     let mut probe = io_uring::Probe::new();
-    ring.submitter().register_probe(&mut probe).is_ok()
-        && probe.is_supported(io_uring::opcode::MsgRingData::CODE)
+    ring.submitter().register_probe(&mut probe).ok()?;
+    Some(probe)
 }
 
 /// Wraps an io_uring setup error in a message naming the likely cause and fix.

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::stream::TcpStream;
+use crate::driver::uring::accept::MultiAccept;
 use crate::net::ops;
 use crate::net::socket::Socket as Sock;
 
@@ -31,9 +32,16 @@ impl Default for ListenOptions {
 }
 
 /// A listening TCP socket; `accept` goes through the worker's ring.
+///
+/// On io_uring (Linux 5.19+) the first `accept` arms a multishot accept on
+/// the current worker's ring: one SQE for many connections, queued for this
+/// listener (up to 128; beyond that they wait in the kernel's backlog).
+/// Dropping the listener closes connections it had accepted but not yet
+/// handed out, as closing a listener does with its backlog.
 pub struct TcpListener {
     sock: Sock,
     local: SocketAddr,
+    multi: MultiAccept,
 }
 
 impl fmt::Debug for TcpListener {
@@ -93,14 +101,35 @@ impl TcpListener {
         Ok(TcpListener {
             sock: Sock::new(socket.into()),
             local,
+            multi: MultiAccept::default(),
         })
     }
 
     /// Waits for a connection.
+    ///
+    /// Errors are those of `accept(2)` (`EMFILE` when out of fds: the next
+    /// call tries again). Cancel-safe: a dropped `accept` loses no
+    /// connection; it stays queued for the next call.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, addr) = ops::accept(&self.sock).await?;
-        let peer = addr.to_std()?;
-        Ok((TcpStream::from_owned_fd(fd), peer))
+        loop {
+            let fd = match std::future::poll_fn(|cx| self.multi.poll_accept(&self.sock, cx)).await {
+                Some(accepted) => accepted?,
+                None => {
+                    let (fd, addr) = ops::accept(&self.sock).await?;
+                    let peer = addr.to_std()?;
+                    return Ok((TcpStream::from_owned_fd(fd), peer));
+                }
+            };
+            match socket2::SockRef::from(&fd)
+                .peer_addr()
+                .map(|a| a.as_socket())
+            {
+                Ok(Some(peer)) => return Ok((TcpStream::from_owned_fd(fd), peer)),
+                // Reset by the peer before it was handed out (ENOTCONN):
+                // there is nothing to serve; take the next one.
+                _ => continue,
+            }
+        }
     }
 
     /// The bound address (with the real port when bound to port 0).
