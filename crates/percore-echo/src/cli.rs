@@ -26,6 +26,17 @@ impl From<DriverArg> for percore::Driver {
     }
 }
 
+/// How connections receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecvArg {
+    /// Pooled on io_uring, owned on epoll.
+    Auto,
+    /// Multishot receive into the worker's provided buffers.
+    Pooled,
+    /// A read into each connection's own buffer.
+    Owned,
+}
+
 /// Shard-per-core TCP echo server: every worker binds its own SO_REUSEPORT
 /// listener on ADDR and serves the connections the kernel gives it.
 #[derive(Debug, Parser)]
@@ -47,7 +58,21 @@ pub struct Args {
     #[arg(long)]
     pub no_pin: bool,
 
-    /// Read buffer per connection, in bytes.
+    /// How connections receive: `pooled` = one multishot receive per
+    /// connection into the worker's provided buffers (io_uring; no buffer
+    /// held by an idle connection), `owned` = a read into each
+    /// connection's own buffer. `auto`: pooled on io_uring, owned on epoll.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub recv: RecvArg,
+
+    /// Provided buffers per worker for `--recv pooled` (each `--buffer`
+    /// bytes; rounded up to a power of two).
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u16).range(1..=32768))]
+    pub pool_buffers: u16,
+
+    /// Read buffer per connection (`--recv owned`) or per provided buffer
+    /// (`--recv pooled`), in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
           value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
     pub buffer: u32,

@@ -21,8 +21,8 @@ use clap::Parser;
 use percore::sync::oneshot;
 use percore::{JoinHandle, Runtime};
 
-use cli::Args;
-use server::{serve_worker, Stats};
+use cli::{Args, RecvArg};
+use server::{serve_worker, RecvPath, Stats};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -46,7 +46,8 @@ fn run(args: &Args) -> Result<(), String> {
         .ring_entries(args.ring_entries)
         .driver(args.driver.into())
         .steal(!args.no_steal)
-        .steal_threshold(args.steal_threshold as usize);
+        .steal_threshold(args.steal_threshold as usize)
+        .recv_buffers(args.pool_buffers, args.buffer);
     let rt = builder
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -61,6 +62,16 @@ fn run(args: &Args) -> Result<(), String> {
         }
     };
     let work = Duration::from_micros(args.work_us.into());
+    let on_uring = rt
+        .workers()
+        .iter()
+        .all(|w| w.driver == percore::Driver::IoUring);
+    let path = match args.recv {
+        RecvArg::Pooled => RecvPath::Pooled,
+        RecvArg::Owned => RecvPath::Owned,
+        RecvArg::Auto if on_uring => RecvPath::Pooled,
+        RecvArg::Auto => RecvPath::Owned,
+    };
     let open = Arc::new(AtomicUsize::new(0));
     let stats: Vec<Arc<Stats>> = (0..accepting).map(|_| Arc::new(Stats::default())).collect();
 
@@ -71,7 +82,7 @@ fn run(args: &Args) -> Result<(), String> {
         let (st, open, buffer) = (st.clone(), open.clone(), args.buffer as usize);
         let bind_to = addr;
         acceptors.push(rt.spawn_local_on(i, move || {
-            serve_worker(bind_to, buffer, work, st, open, i == 0, tx)
+            serve_worker(bind_to, path, buffer, work, st, open, i == 0, tx)
         }));
         let bound = rx
             .blocking_recv()
@@ -81,7 +92,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     for w in rt.workers() {
         if w.index < accepting {
-            eprintln!("percore-echo: {w}, listening on {addr}");
+            eprintln!("percore-echo: {w}, listening on {addr}, recv {path:?}");
         } else {
             eprintln!("percore-echo: {w}, no listener (serves stolen connections)");
         }

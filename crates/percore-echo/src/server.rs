@@ -24,8 +24,10 @@ pub struct Stats {
 /// the `first` worker also makes sure no other process holds the port),
 /// then accepts until the task is aborted. Each connection becomes its own
 /// task.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_worker(
     addr: SocketAddr,
+    path: RecvPath,
     buffer: usize,
     work: Duration,
     stats: Arc<Stats>,
@@ -64,7 +66,7 @@ pub async fn serve_worker(
                 let stats = stats.clone();
                 let open = open.clone();
                 percore::spawn(async move {
-                    if echo(stream, buffer, work, &stats).await.is_err() {
+                    if echo(stream, path, buffer, work, &stats).await.is_err() {
                         stats.errors.fetch_add(1, Relaxed);
                     }
                     open.fetch_sub(1, Relaxed);
@@ -108,9 +110,68 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
+/// How a connection receives (`--recv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvPath {
+    /// `recv_pooled`: one multishot receive into the worker's provided
+    /// buffers, written back from the same buffer (no copy, no SQE per
+    /// received message).
+    Pooled,
+    /// `read` into the connection's own buffer of `--buffer` bytes.
+    Owned,
+}
+
 /// Echoes until the peer closes; an error ends only this connection.
-async fn echo(stream: TcpStream, buffer: usize, work: Duration, stats: &Stats) -> io::Result<()> {
+async fn echo(
+    stream: TcpStream,
+    path: RecvPath,
+    buffer: usize,
+    work: Duration,
+    stats: &Stats,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    match path {
+        RecvPath::Pooled => echo_pooled(stream, work, stats).await,
+        RecvPath::Owned => echo_owned(stream, buffer, work, stats).await,
+    }
+}
+
+/// A reset or broken pipe ends the connection quietly: the peer left.
+fn peer_left(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn echo_pooled(stream: TcpStream, work: Duration, stats: &Stats) -> io::Result<()> {
+    loop {
+        let chunk = match stream.recv_pooled().await {
+            Ok(c) if c.is_empty() => return Ok(()),
+            Ok(c) => c,
+            Err(e) if peer_left(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !work.is_zero() {
+            burn(work);
+        }
+        let n = chunk.len();
+        match stream.write_all(chunk).await.0 {
+            Ok(()) => {
+                stats.bytes.fetch_add(n as u64, Relaxed);
+            }
+            Err(e) if peer_left(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn echo_owned(
+    stream: TcpStream,
+    buffer: usize,
+    work: Duration,
+    stats: &Stats,
+) -> io::Result<()> {
     let mut buf = Vec::with_capacity(buffer);
     loop {
         buf.clear();
@@ -119,7 +180,7 @@ async fn echo(stream: TcpStream, buffer: usize, work: Duration, stats: &Stats) -
         let n = match res {
             Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) if peer_left(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
         if !work.is_zero() {
@@ -131,14 +192,7 @@ async fn echo(stream: TcpStream, buffer: usize, work: Duration, stats: &Stats) -
             Ok(()) => {
                 stats.bytes.fetch_add(n as u64, Relaxed);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                return Ok(())
-            }
+            Err(e) if peer_left(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
     }

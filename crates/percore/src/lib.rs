@@ -28,6 +28,7 @@ mod task;
 pub mod time;
 
 pub use driver::buf::{IoBuf, IoBufMut, Slice};
+pub use driver::uring::bufring::RecvBuf;
 pub use driver::uring::{RingFeatures, RingSetup};
 pub use driver::Driver;
 pub use net::ops::nop;

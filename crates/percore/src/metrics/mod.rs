@@ -88,6 +88,11 @@ pub struct WorkerMetrics {
     /// Multishot ops this worker cancelled because their consumer had not
     /// taken the queued results (the queue's cap was reached).
     pub multishot_backpressure: Counter,
+    /// Multishot recvs this worker armed (one per stream, plus re-arms).
+    pub recv_arms: Counter,
+    /// Receives into an owned buffer because the provided-buffer pool was
+    /// empty (`ENOBUFS`).
+    pub recv_fallbacks: Counter,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -133,6 +138,10 @@ pub struct MetricsSnapshot {
     pub accept_arms: u64,
     /// See [`WorkerMetrics::multishot_backpressure`].
     pub multishot_backpressure: u64,
+    /// See [`WorkerMetrics::recv_arms`].
+    pub recv_arms: u64,
+    /// See [`WorkerMetrics::recv_fallbacks`].
+    pub recv_fallbacks: u64,
 }
 
 impl WorkerMetrics {
@@ -159,6 +168,8 @@ impl WorkerMetrics {
             msg_ring_received: self.msg_ring_received.get(),
             accept_arms: self.accept_arms.get(),
             multishot_backpressure: self.multishot_backpressure.get(),
+            recv_arms: self.recv_arms.get(),
+            recv_fallbacks: self.recv_fallbacks.get(),
         }
     }
 }

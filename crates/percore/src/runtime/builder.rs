@@ -34,6 +34,7 @@ pub struct Builder {
     steal: bool,
     steal_threshold: usize,
     wake_mode: WakeMode,
+    recv_buffers: (u16, u32),
 }
 
 /// How a worker wakes a parked sibling (`Builder::wake_mode`).
@@ -63,6 +64,7 @@ impl Default for Builder {
             steal: true,
             steal_threshold: 8,
             wake_mode: WakeMode::Auto,
+            recv_buffers: (256, 16 * 1024),
         }
     }
 }
@@ -98,6 +100,22 @@ impl Builder {
     /// Which io_uring setup flags to ask for (default: the best available).
     pub fn ring_setup(&mut self, setup: RingSetup) -> &mut Self {
         self.ring_setup = setup;
+        self
+    }
+
+    /// The provided-buffer pool of each io_uring worker, from which
+    /// [`TcpStream::recv_pooled`](crate::net::TcpStream::recv_pooled)
+    /// receives: `count` buffers (rounded up to a power of two, at most
+    /// 32768; 0 turns the pool off) of `size` bytes. Default 256 × 16 KiB
+    /// (4 MiB of address space per worker, touched as buffers are used).
+    /// When all are in use, a receive falls back to an owned buffer.
+    pub fn recv_buffers(&mut self, count: u16, size: u32) -> &mut Self {
+        let count = if count == 0 {
+            0
+        } else {
+            count.min(1 << 15).next_power_of_two()
+        };
+        self.recv_buffers = (count, size.max(1));
         self
     }
 
@@ -172,6 +190,7 @@ impl Builder {
                 self.ring_setup,
                 self.driver,
                 self.wake_mode,
+                self.recv_buffers,
             );
             let spawned = thread::Builder::new()
                 .name(format!("{}-{i}", self.thread_name))
@@ -224,7 +243,7 @@ impl Builder {
 fn worker_main(
     index: usize,
     core: Option<core_affinity::CoreId>,
-    (entries, setup, kind, wake_mode): (u32, RingSetup, Driver, WakeMode),
+    (entries, setup, kind, wake_mode, pool): (u32, RingSetup, Driver, WakeMode, (u16, u32)),
     shared: Arc<Shared>,
     tx: mpsc::Sender<(usize, io::Result<WorkerInfo>)>,
 ) {
@@ -235,9 +254,9 @@ fn worker_main(
     let unpark = remote.unparker.fd();
     let mut fallback = None;
     let made = match kind {
-        Driver::IoUring => uring::Driver::new(entries, setup, unpark).map(IoDriver::Uring),
+        Driver::IoUring => uring::Driver::new(entries, setup, unpark, pool).map(IoDriver::Uring),
         Driver::Epoll => crate::driver::epoll::Driver::new(unpark).map(IoDriver::Epoll),
-        Driver::Auto => match uring::Driver::new(entries, setup, unpark) {
+        Driver::Auto => match uring::Driver::new(entries, setup, unpark, pool) {
             Ok(d) => Ok(IoDriver::Uring(d)),
             Err(e) => {
                 fallback = Some(e.to_string());

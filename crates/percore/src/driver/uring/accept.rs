@@ -17,17 +17,18 @@ use std::task::{Context, Poll};
 
 use io_uring::{opcode, types};
 
-use super::multishot::{Armed, Multishot, Next};
-use crate::driver::op::{ring_owner, OpData};
+use super::multishot::{Multishot, Next};
+use crate::driver::op::OpData;
 use crate::driver::IoDriver;
 use crate::net::socket::Socket;
 use crate::runtime::context;
-use crate::runtime::guard::run_user_code;
-use crate::sched::mail::Mail;
 
 /// Accepted connections queued per listener before the driver cancels the
 /// multishot op; the rest wait in the kernel's backlog until the queue is
-/// taken.
+/// taken. A soft cap: the cancel goes out at the worker's next enter, and
+/// the kernel may accept a burst beyond it first. Each queued connection
+/// holds an fd: under a low `RLIMIT_NOFILE` the op takes the free fds ahead
+/// of the caller (and then ends with `EMFILE`).
 const QUEUE_CAP: usize = 128;
 
 /// What a multishot accept keeps until its final CQE: the listener's
@@ -40,7 +41,7 @@ struct MultiAcceptData {
 impl OpData for MultiAcceptData {}
 
 /// Closes an accepted connection nobody will take.
-fn close_fd(res: i32) {
+fn close_fd(res: i32, _flags: u32) {
     if res >= 0 {
         // SAFETY: a successful accept result is a new fd that only this
         // result owns; the cell hands each result out or discards it, once.
@@ -74,7 +75,7 @@ impl MultiAccept {
             if let Some(cell) = current.as_ref() {
                 match cell.poll_next(cx.waker()) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Next::Result(res)) => {
+                    Poll::Ready(Next::Result(res, _)) => {
                         return Poll::Ready(Some(if res < 0 {
                             Err(io::Error::from_raw_os_error(-res))
                         } else {
@@ -103,10 +104,10 @@ fn arm(sock: &Socket) -> Option<io::Result<Arc<Multishot>>> {
         let IoDriver::Uring(ring) = &mut *driver else {
             return None;
         };
-        if !ring.features().multishot_accept {
+        if !ring.features().multishot {
             return None;
         }
-        let cell = Arc::new(Multishot::new(close_fd, QUEUE_CAP));
+        let cell = Arc::new(Multishot::new(Box::new(close_fd), QUEUE_CAP));
         let entry = opcode::AcceptMulti::new(types::Fd(sock.raw()))
             .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build();
@@ -127,48 +128,17 @@ fn arm(sock: &Socket) -> Option<io::Result<Arc<Multishot>>> {
 }
 
 impl Drop for MultiAccept {
-    /// The listener is gone: discard queued connections (closing them) and
-    /// have the ring's worker cancel the op; later ones are closed as they
-    /// arrive, until its final CQE.
+    /// The listener is gone: queued connections are closed and the ring's
+    /// worker cancels the op; later ones are closed as they arrive, until
+    /// its final CQE.
     fn drop(&mut self) {
-        let Some(cell) = self
+        if let Some(cell) = self
             .cell
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-        else {
-            return;
-        };
-        let (at, waiters) = cell.close();
-        run_user_code("the drop of a waker", move || drop(waiters));
-        let Armed::On {
-            worker,
-            index,
-            slot,
-        } = at
-        else {
-            return;
-        };
-        let here = context::with_worker(|w| {
-            if w.id != worker {
-                return false;
-            }
-            match w.driver.try_borrow_mut() {
-                Ok(mut d) => d.uring().cancel_multishot(slot, &cell, &w.metrics),
-                // Dropped while the driver is borrowed: by mail to ourselves.
-                Err(_) => w.remote.post(Mail::CancelMultishot {
-                    slot,
-                    cell: cell.clone(),
-                }),
-            }
-            true
-        })
-        .unwrap_or(false);
-        if !here {
-            // If the ring's worker exited, its teardown ended the op.
-            if let Some(owner) = ring_owner(worker, index) {
-                owner.post(Mail::CancelMultishot { slot, cell });
-            }
+        {
+            super::multishot::release(cell);
         }
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::bufring::BufPool;
 use super::forward::Forwarded;
 use super::multishot::Multishot;
 use super::setup::{build_ring, RingFeatures, RingSetup};
@@ -88,11 +89,22 @@ pub(crate) struct Driver {
     /// Multishot slots whose queue reached its cap during a reap: cancelled
     /// once the reap no longer borrows the CQ.
     over_cap: Vec<u32>,
+    /// Provided buffers for multishot recv (`bufring.rs`): `(count, size)`
+    /// asked for, the pool once made, and whether making it failed (then
+    /// recvs use owned buffers).
+    pool_config: (u16, u32),
+    pool: Option<Arc<BufPool>>,
+    pool_failed: bool,
 }
 
 impl Driver {
     /// Creates the ring on the calling thread (the worker).
-    pub(crate) fn new(entries: u32, setup: RingSetup, unpark_fd: RawFd) -> io::Result<Driver> {
+    pub(crate) fn new(
+        entries: u32,
+        setup: RingSetup,
+        unpark_fd: RawFd,
+        pool_config: (u16, u32),
+    ) -> io::Result<Driver> {
         let (ring, features) = build_ring(entries, setup)?;
         Ok(Driver {
             ring,
@@ -108,7 +120,24 @@ impl Driver {
             failed_wakes: Vec::new(),
             reaped: 0,
             over_cap: Vec::new(),
+            pool_config,
+            pool: None,
+            pool_failed: pool_config.0 == 0,
         })
+    }
+
+    /// This worker's provided-buffer pool, made on first use. `None` if it
+    /// is turned off or the kernel refused it (Linux < 5.19, or
+    /// `io_uring_register` forbidden): callers use owned buffers.
+    pub(crate) fn buf_pool(&mut self, worker: u64) -> Option<Arc<BufPool>> {
+        if self.pool.is_none() && !self.pool_failed {
+            let (count, size) = self.pool_config;
+            match BufPool::new(&self.ring, worker, count, size) {
+                Ok(p) => self.pool = Some(p),
+                Err(_) => self.pool_failed = true,
+            }
+        }
+        self.pool.clone()
     }
 
     /// The ring's fd: the target of siblings' `MSG_RING` wakes.
@@ -447,6 +476,7 @@ impl Driver {
 
     /// Submits queued SQEs and reaps every completion, without waiting.
     pub(crate) fn submit_and_reap(&mut self, metrics: &WorkerMetrics) -> io::Result<()> {
+        self.refill();
         self.enter(0, None, metrics)?;
         self.reap(metrics);
         Ok(())
@@ -461,6 +491,7 @@ impl Driver {
         metrics: &WorkerMetrics,
     ) -> io::Result<()> {
         let reaped = self.reaped;
+        self.refill();
         self.arm_unpark(metrics);
         // Arming the unpark read may have found the SQ full (the loop parks
         // with the tasks' SQEs still queued) and flushed it, reaping
@@ -485,6 +516,13 @@ impl Driver {
         self.enter(1, Some(timeout), metrics)?;
         self.reap(metrics);
         Ok(())
+    }
+
+    /// Gives the kernel back the pool buffers dropped on other threads.
+    fn refill(&self) {
+        if let Some(pool) = &self.pool {
+            pool.take_returned();
+        }
     }
 
     fn enter(
@@ -651,7 +689,7 @@ fn complete_slot(
             let more = io_uring::cqueue::more(flags);
             // The CQE that ends a cancelled op carries no result.
             if more || res != -libc::ECANCELED {
-                let (woken, full) = cell.push(res);
+                let (woken, full) = cell.push(res, flags);
                 wakers.extend(woken);
                 if full && more && !*cancelling {
                     over_cap.push(idx);
@@ -665,7 +703,8 @@ fn complete_slot(
                 // `keep` holds only what the kernel used (the listener's
                 // socket): released like an orphan's, with no result to
                 // clean up (`OpData::orphaned` of multishot data is a no-op).
-                dead.orphans.push((keep, res));
+                // A neutral result: `res` (an accepted fd) went to the cell.
+                dead.orphans.push((keep, -libc::ECANCELED));
                 free.push(idx);
                 *in_flight -= 1;
             }
@@ -712,6 +751,10 @@ impl Drop for Driver {
         // itself (the first field) closes after this body.
         if self.unpark_armed {
             mem::forget(mem::replace(&mut self.unpark_buf, Box::new(0)));
+        }
+        // A recv still in flight may yet pick a pool buffer and write it.
+        if self.in_flight > 0 {
+            mem::forget(self.pool.take());
         }
         let slots = mem::take(&mut self.slots);
         let mut wakers = Vec::new();

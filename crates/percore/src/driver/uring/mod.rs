@@ -2,10 +2,12 @@
 //! worker's thread.
 
 pub(crate) mod accept;
+pub(crate) mod bufring;
 mod driver;
 pub(crate) mod forward;
 pub(crate) mod multishot;
 pub(crate) mod ops;
+pub(crate) mod recv;
 mod setup;
 
 pub(crate) use driver::Driver;

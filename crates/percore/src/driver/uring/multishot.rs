@@ -26,20 +26,26 @@
 //! one takes the result.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
+
+use crate::driver::op::ring_owner;
+use crate::runtime::context;
+use crate::runtime::guard::run_user_code;
+use crate::sched::mail::Mail;
 
 /// The shared result queue of one multishot op.
 pub(crate) struct Multishot {
     inner: Mutex<Inner>,
-    /// Cleans up a result nobody will take.
-    discard: fn(i32),
+    /// Cleans up a result nobody will take, given its CQE's `res` and
+    /// `flags` (closes an accepted fd, gives a buffer back).
+    discard: Box<dyn Fn(i32, u32) + Send + Sync>,
     /// Queue length at which the driver cancels the op.
     cap: usize,
 }
 
 struct Inner {
-    results: VecDeque<i32>,
+    results: VecDeque<(i32, u32)>,
     waiters: Vec<Waker>,
     at: Armed,
     /// The consumer dropped the cell's other end: discard every result.
@@ -65,14 +71,14 @@ pub(crate) enum Armed {
 /// What [`Multishot::poll_next`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
-    /// A result: a CQE's `res`.
-    Result(i32),
+    /// A result: a CQE's `res` and `flags`.
+    Result(i32, u32),
     /// The op ended (or was never armed) and every result was taken.
     Ended,
 }
 
 impl Multishot {
-    pub(crate) fn new(discard: fn(i32), cap: usize) -> Multishot {
+    pub(crate) fn new(discard: Box<dyn Fn(i32, u32) + Send + Sync>, cap: usize) -> Multishot {
         Multishot {
             inner: Mutex::new(Inner {
                 results: VecDeque::new(),
@@ -103,14 +109,14 @@ impl Multishot {
     /// Ring's worker, at a CQE: queues `res` and returns the waiters to wake
     /// and whether the queue has reached its cap (then the op should be
     /// cancelled). A result for a closed cell is discarded at once.
-    pub(crate) fn push(&self, res: i32) -> (Vec<Waker>, bool) {
+    pub(crate) fn push(&self, res: i32, flags: u32) -> (Vec<Waker>, bool) {
         let mut g = self.lock();
         if g.closed {
             drop(g);
-            (self.discard)(res);
+            (self.discard)(res, flags);
             return (Vec::new(), false);
         }
-        g.results.push_back(res);
+        g.results.push_back((res, flags));
         let full = g.results.len() >= self.cap;
         (std::mem::take(&mut g.waiters), full)
     }
@@ -126,17 +132,29 @@ impl Multishot {
     /// Consumer, any thread: the next result, or `Ended` once the op is over
     /// and drained; else remembers `waker` and returns `Pending`.
     pub(crate) fn poll_next(&self, waker: &Waker) -> Poll<Next> {
-        let mut g = self.lock();
-        if let Some(res) = g.results.pop_front() {
-            return Poll::Ready(Next::Result(res));
-        }
-        match g.at {
-            Armed::No | Armed::Ended => Poll::Ready(Next::Ended),
-            Armed::On { .. } => {
-                if !g.waiters.iter().any(|w| w.will_wake(waker)) {
-                    g.waiters.push(waker.clone());
+        // A waker's clone is user code: never under the lock, which the
+        // ring's worker takes at every CQE.
+        let mut clone: Option<Waker> = None;
+        loop {
+            let mut g = self.lock();
+            if let Some((res, flags)) = g.results.pop_front() {
+                return Poll::Ready(Next::Result(res, flags));
+            }
+            if !matches!(g.at, Armed::On { .. }) {
+                return Poll::Ready(Next::Ended);
+            }
+            if g.waiters.iter().any(|w| w.will_wake(waker)) {
+                return Poll::Pending;
+            }
+            match clone.take() {
+                Some(w) => {
+                    g.waiters.push(w);
+                    return Poll::Pending;
                 }
-                Poll::Pending
+                None => {
+                    drop(g);
+                    clone = Some(waker.clone());
+                }
             }
         }
     }
@@ -148,13 +166,49 @@ impl Multishot {
     pub(crate) fn close(&self) -> (Armed, Vec<Waker>) {
         let mut g = self.lock();
         g.closed = true;
-        let queued: Vec<i32> = g.results.drain(..).collect();
+        let queued: Vec<(i32, u32)> = g.results.drain(..).collect();
         let out = (g.at, std::mem::take(&mut g.waiters));
         drop(g);
-        for res in queued {
-            (self.discard)(res);
+        for (res, flags) in queued {
+            (self.discard)(res, flags);
         }
         out
+    }
+}
+
+/// The consumer of `cell` is gone: discards its queued results and has the
+/// ring's worker cancel the op (directly on that worker, else by mail; if
+/// that worker has exited, its teardown ended the op).
+pub(crate) fn release(cell: Arc<Multishot>) {
+    let (at, waiters) = cell.close();
+    run_user_code("the drop of a waker", move || drop(waiters));
+    let Armed::On {
+        worker,
+        index,
+        slot,
+    } = at
+    else {
+        return;
+    };
+    let here = context::with_worker(|w| {
+        if w.id != worker {
+            return false;
+        }
+        match w.driver.try_borrow_mut() {
+            Ok(mut d) => d.uring().cancel_multishot(slot, &cell, &w.metrics),
+            // Dropped while the driver is borrowed: by mail to ourselves.
+            Err(_) => w.remote.post(Mail::CancelMultishot {
+                slot,
+                cell: cell.clone(),
+            }),
+        }
+        true
+    })
+    .unwrap_or(false);
+    if !here {
+        if let Some(owner) = ring_owner(worker, index) {
+            owner.post(Mail::CancelMultishot { slot, cell });
+        }
     }
 }
 
@@ -162,8 +216,8 @@ impl Drop for Multishot {
     /// Both ends are gone: clean up what was never taken.
     fn drop(&mut self) {
         let g = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-        for res in g.results.drain(..) {
-            (self.discard)(res);
+        for (res, flags) in g.results.drain(..) {
+            (self.discard)(res, flags);
         }
     }
 }
@@ -177,7 +231,7 @@ mod tests {
 
     static DISCARDED: AtomicUsize = AtomicUsize::new(0);
 
-    fn count(_: i32) {
+    fn count(_: i32, _: u32) {
         DISCARDED.fetch_add(1, Relaxed);
     }
 
@@ -190,7 +244,7 @@ mod tests {
 
     #[test]
     fn results_queue_wake_every_waiter_and_are_discarded_once_closed() {
-        let m = Multishot::new(count, 2);
+        let m = Multishot::new(Box::new(count), 2);
         let (a, b) = (
             Arc::new(Flag(AtomicUsize::new(0))),
             Arc::new(Flag(AtomicUsize::new(0))),
@@ -201,11 +255,11 @@ mod tests {
         assert!(m.poll_next(&wa).is_pending());
         assert!(m.poll_next(&wa).is_pending(), "registered once");
         assert!(m.poll_next(&wb).is_pending());
-        let (woken, full) = m.push(10);
+        let (woken, full) = m.push(10, 0);
         assert_eq!((woken.len(), full), (2, false));
-        let (_, full) = m.push(11);
+        let (_, full) = m.push(11, 0);
         assert!(full, "cap reached");
-        assert_eq!(m.poll_next(&wa), Poll::Ready(Next::Result(10)));
+        assert_eq!(m.poll_next(&wa), Poll::Ready(Next::Result(10, 0)));
         let before = DISCARDED.load(Relaxed);
         let (at, _) = m.close();
         assert_eq!(
@@ -217,7 +271,7 @@ mod tests {
             }
         );
         assert_eq!(DISCARDED.load(Relaxed) - before, 1, "the queued 11");
-        let _ = m.push(12);
+        let _ = m.push(12, 0);
         assert_eq!(DISCARDED.load(Relaxed) - before, 2, "a late result");
         drop(m.end());
     }

@@ -27,10 +27,11 @@ pub struct RingFeatures {
     /// workers wake each other by posting a completion into the target's
     /// ring instead of writing its eventfd (`WakeMode`).
     pub msg_ring: bool,
-    /// Multishot accept (`IORING_ACCEPT_MULTISHOT`, Linux 5.19, found by
-    /// probing for `IORING_OP_SOCKET` of the same release): one SQE accepts
-    /// many connections (`driver/uring/multishot.rs`).
-    pub multishot_accept: bool,
+    /// Multishot accept and multishot recv with provided-buffer rings
+    /// (Linux 6.0; found by probing for `IORING_OP_SEND_ZC` of the same
+    /// release, since the multishot flags have no opcode of their own): one
+    /// SQE serves many connections or messages (`driver/uring/multishot.rs`).
+    pub multishot: bool,
 }
 
 impl fmt::Display for RingFeatures {
@@ -131,9 +132,9 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
                         && probe
                             .as_ref()
                             .is_some_and(|p| p.is_supported(io_uring::opcode::MsgRingData::CODE)),
-                    multishot_accept: probe
+                    multishot: probe
                         .as_ref()
-                        .is_some_and(|p| p.is_supported(io_uring::opcode::Socket::CODE)),
+                        .is_some_and(|p| p.is_supported(io_uring::opcode::SendZc::CODE)),
                 };
                 return Ok((ring, features));
             }

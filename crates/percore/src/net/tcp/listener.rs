@@ -33,9 +33,11 @@ impl Default for ListenOptions {
 
 /// A listening TCP socket; `accept` goes through the worker's ring.
 ///
-/// On io_uring (Linux 5.19+) the first `accept` arms a multishot accept on
+/// On io_uring (Linux 6.0+) the first `accept` arms a multishot accept on
 /// the current worker's ring: one SQE for many connections, queued for this
-/// listener (up to 128; beyond that they wait in the kernel's backlog).
+/// listener (about 128; beyond that they wait in the kernel's backlog). The
+/// queued connections hold fds: under a tight `RLIMIT_NOFILE`, `accept`
+/// returns `EMFILE` sooner than a one-at-a-time accept would.
 /// Dropping the listener closes connections it had accepted but not yet
 /// handed out, as closing a listener does with its backlog.
 pub struct TcpListener {

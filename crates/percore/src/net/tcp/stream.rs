@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::driver::buf::{IoBuf, IoBufMut};
+use crate::driver::uring::bufring::RecvBuf;
+use crate::driver::uring::recv::{MultiRecv, Polled};
 use crate::net::ops;
 use crate::net::sockaddr::RawAddr;
 use crate::net::socket::Socket as Sock;
@@ -22,6 +24,8 @@ use crate::BufResult;
 /// when you are giving up on the connection.
 pub struct TcpStream {
     sock: Sock,
+    /// Chunks received by `recv_pooled` (a multishot recv), not yet taken.
+    multi: MultiRecv,
 }
 
 impl fmt::Debug for TcpStream {
@@ -36,6 +40,7 @@ impl TcpStream {
     pub(crate) fn from_owned_fd(fd: OwnedFd) -> TcpStream {
         TcpStream {
             sock: Sock::new(fd),
+            multi: MultiRecv::default(),
         }
     }
 
@@ -49,7 +54,10 @@ impl TcpStream {
         let sock = ops::connect(Sock::new(socket.into()), RawAddr::from_std(addr))
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("connect to {addr}: {e}")))?;
-        Ok(TcpStream { sock })
+        Ok(TcpStream {
+            sock,
+            multi: MultiRecv::default(),
+        })
     }
 
     /// Adopts a connected std stream (switched to non-blocking mode, as all
@@ -61,8 +69,52 @@ impl TcpStream {
 
     /// Reads up to `buf.bytes_total()` bytes into the start of `buf`.
     /// `Ok(0)` means the peer closed its side (or `buf` has no capacity).
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        ops::recv(&self.sock, buf).await
+    ///
+    /// After [`recv_pooled`](Self::recv_pooled) on this stream, `read`
+    /// first returns the bytes that call's multishot receive had queued,
+    /// copied into `buf`.
+    pub async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
+        if !self.multi.active() {
+            return ops::recv(&self.sock, buf).await;
+        }
+        let chunk = match self.recv_pooled().await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), buf),
+        };
+        let n = chunk.len().min(buf.bytes_total());
+        // SAFETY: `n` bytes fit in `buf`'s writable memory; `chunk` is a
+        // separate buffer, so the ranges do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(chunk.as_ptr(), buf.stable_mut_ptr(), n);
+            buf.set_init(n);
+        }
+        if n < chunk.len() {
+            let mut rest = chunk;
+            rest.consume(n);
+            self.multi.put_back(rest);
+        }
+        (Ok(n), buf)
+    }
+
+    /// Receives the next bytes that arrive, in a buffer the runtime
+    /// provides: on io_uring, from the worker's pool of provided buffers
+    /// (`Builder::recv_buffers`), filled by one multishot receive armed on
+    /// the first call, so no submission is made per message and an idle
+    /// connection holds no buffer. An empty [`RecvBuf`] means the peer
+    /// closed its side.
+    ///
+    /// Cancel-safe: bytes received while nobody waits stay queued in the
+    /// stream (up to 32 chunks; then the peer is held back by TCP flow
+    /// control). When the pool is empty, or on the epoll driver, the bytes
+    /// arrive in an owned buffer instead, allocated for the call.
+    pub async fn recv_pooled(&self) -> io::Result<RecvBuf> {
+        match std::future::poll_fn(|cx| self.multi.poll_recv(&self.sock, cx)).await {
+            Polled::Chunk(c) => c,
+            Polled::Owned(size) => {
+                let (res, v) = ops::recv(&self.sock, Vec::with_capacity(size)).await;
+                res.map(|_| RecvBuf::owned(v))
+            }
+        }
     }
 
     /// Writes some of `buf`'s initialized bytes; returns how many.

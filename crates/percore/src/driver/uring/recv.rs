@@ -1,0 +1,196 @@
+//! Multishot recv into provided buffers: the consumer side, kept in each
+//! `TcpStream`.
+//!
+//! The first `recv_pooled` on an io_uring worker arms one
+//! `IORING_OP_RECV` with `IORING_RECV_MULTISHOT` and buffer select from the
+//! worker's pool (`bufring.rs`): from then on every arrival of data is a
+//! CQE carrying a filled pool buffer, with no SQE per message and no buffer
+//! held while the connection is idle. Chunks queue in the stream's
+//! [`Multishot`] cell (up to [`QUEUE_CAP`]; then the driver cancels the op
+//! and TCP flow control holds the peer until the chunks are taken).
+//!
+//! The op ends at end of stream, on an error, at the cap, and when the pool
+//! is empty (`ENOBUFS`): then the caller receives once into an owned buffer
+//! (counted in `recv_fallbacks`; the bytes stayed in the socket, nothing is
+//! lost) and the next call re-arms. A call on a worker without a pool (the
+//! epoll driver, an old kernel) also receives into an owned buffer.
+//!
+//! Because the chunks live in the stream, dropping a `recv_pooled` or `read`
+//! future loses no bytes, and `read` after `recv_pooled` returns the queued
+//! chunks first (copying), so the two can be mixed.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use io_uring::{opcode, types};
+
+use super::bufring::{BufPool, RecvBuf, GROUP};
+use super::multishot::{Multishot, Next};
+use crate::driver::op::OpData;
+use crate::driver::IoDriver;
+use crate::net::socket::Socket;
+use crate::runtime::context;
+
+/// Received chunks queued per stream before the driver cancels its
+/// multishot recv.
+pub(crate) const QUEUE_CAP: usize = 32;
+
+/// What a multishot recv keeps until its final CQE: the stream's socket.
+struct MultiRecvData {
+    _socket: Socket,
+}
+
+/// Results are handed out through the cell, never through `orphaned`.
+impl OpData for MultiRecvData {}
+
+#[derive(Default)]
+struct State {
+    /// The armed (or ended but not yet drained) op and the pool its
+    /// buffers come from.
+    armed: Option<(Arc<Multishot>, Arc<BufPool>)>,
+    /// A chunk a `read` took only part of.
+    partial: Option<RecvBuf>,
+}
+
+/// A stream's multishot recv state.
+#[derive(Default)]
+pub(crate) struct MultiRecv {
+    state: Mutex<State>,
+}
+
+/// What [`MultiRecv::poll_recv`] found.
+pub(crate) enum Polled {
+    /// A chunk (empty: end of stream) or an error.
+    Chunk(io::Result<RecvBuf>),
+    /// No multishot recv here (no pool on this worker) or its pool was
+    /// empty: receive once into an owned buffer of this size.
+    Owned(usize),
+}
+
+impl MultiRecv {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether chunks may be queued here: `read` must take them first.
+    pub(crate) fn active(&self) -> bool {
+        let s = self.lock();
+        s.armed.is_some() || s.partial.is_some()
+    }
+
+    /// Keeps the unread rest of a chunk for the next call.
+    pub(crate) fn put_back(&self, rest: RecvBuf) {
+        let mut s = self.lock();
+        debug_assert!(s.partial.is_none());
+        s.partial = Some(rest);
+    }
+
+    /// The next received chunk of `sock`, arming a multishot recv on the
+    /// current worker when none is armed.
+    pub(crate) fn poll_recv(&self, sock: &Socket, cx: &mut Context<'_>) -> Poll<Polled> {
+        let mut s = self.lock();
+        if let Some(p) = s.partial.take() {
+            return Poll::Ready(Polled::Chunk(Ok(p)));
+        }
+        loop {
+            if let Some((cell, pool)) = s.armed.as_ref() {
+                match cell.poll_next(cx.waker()) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Next::Result(res, flags)) => {
+                        return Poll::Ready(chunk(pool, res, flags));
+                    }
+                    Poll::Ready(Next::Ended) => s.armed = None,
+                }
+            }
+            match arm(sock) {
+                Armed::No(size) => return Poll::Ready(Polled::Owned(size)),
+                Armed::Failed(e) => return Poll::Ready(Polled::Chunk(Err(e))),
+                // Polled again at the top: registers the waker.
+                Armed::Yes(cell, pool) => s.armed = Some((cell, pool)),
+            }
+        }
+    }
+}
+
+/// A CQE of a multishot recv as what the caller gets.
+fn chunk(pool: &Arc<BufPool>, res: i32, flags: u32) -> Polled {
+    if res > 0 {
+        let Some(bid) = io_uring::cqueue::buffer_select(flags) else {
+            return Polled::Chunk(Err(io::Error::other(
+                "percore: a multishot recv completed without a buffer",
+            )));
+        };
+        return Polled::Chunk(Ok(pool.take(bid, res as usize)));
+    }
+    // A zero-length result carries no data; give back any buffer anyway.
+    pool.discard(flags);
+    match res {
+        0 => Polled::Chunk(Ok(RecvBuf::owned(Vec::new()))),
+        e if e == -libc::ENOBUFS => {
+            context::with_worker(|w| w.metrics.recv_fallbacks.bump());
+            Polled::Owned(pool.size() as usize)
+        }
+        e => Polled::Chunk(Err(io::Error::from_raw_os_error(-e))),
+    }
+}
+
+enum Armed {
+    Yes(Arc<Multishot>, Arc<BufPool>),
+    /// Not available here: receive into an owned buffer of this size.
+    No(usize),
+    Failed(io::Error),
+}
+
+/// Owned-buffer size where no pool tells one.
+const OWNED_SIZE: usize = 16 * 1024;
+
+fn arm(sock: &Socket) -> Armed {
+    context::with_worker(|w| {
+        let mut driver = w.driver.borrow_mut();
+        let IoDriver::Uring(ring) = &mut *driver else {
+            return Armed::No(OWNED_SIZE);
+        };
+        if !ring.features().multishot {
+            return Armed::No(OWNED_SIZE);
+        }
+        let Some(pool) = ring.buf_pool(w.id) else {
+            return Armed::No(OWNED_SIZE);
+        };
+        let discard = pool.clone();
+        let cell = Arc::new(Multishot::new(
+            Box::new(move |_res, flags| discard.discard(flags)),
+            QUEUE_CAP,
+        ));
+        let entry = opcode::RecvMulti::new(types::Fd(sock.raw()), GROUP).build();
+        let keep = Box::new(MultiRecvData {
+            _socket: sock.clone(),
+        });
+        // SAFETY: the SQE holds no pointer of ours: the kernel writes only
+        // into pool buffers it selects (the pool outlives every op that can
+        // select one: the driver holds it, or leaks it at teardown with ops
+        // in flight). The fd stays open through `keep`, which the driver
+        // holds until the final CQE.
+        match unsafe { ring.start_multishot(entry, cell.clone(), keep, &w.metrics) } {
+            Ok(slot) => {
+                w.metrics.recv_arms.bump();
+                cell.set_armed(w.id, w.remote.index, slot);
+                Armed::Yes(cell, pool)
+            }
+            Err(e) => Armed::Failed(e),
+        }
+    })
+    .unwrap_or(Armed::No(OWNED_SIZE))
+}
+
+impl Drop for MultiRecv {
+    /// The stream is gone: queued chunks go back to the pool and the ring's
+    /// worker cancels the op.
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        s.partial = None;
+        if let Some((cell, _pool)) = s.armed.take() {
+            super::multishot::release(cell);
+        }
+    }
+}
