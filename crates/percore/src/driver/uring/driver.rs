@@ -689,8 +689,7 @@ fn complete_slot(
             let more = io_uring::cqueue::more(flags);
             // The CQE that ends a cancelled op carries no result.
             if more || res != -libc::ECANCELED {
-                let (woken, full) = cell.push(res, flags);
-                wakers.extend(woken);
+                let full = cell.push(res, flags, wakers);
                 if full && more && !*cancelling {
                     over_cap.push(idx);
                 }
@@ -699,11 +698,10 @@ fn complete_slot(
                 let Slot::Multishot { cell, keep, .. } = mem::replace(slot, Slot::Free) else {
                     unreachable!()
                 };
-                wakers.extend(cell.end());
-                // `keep` holds only what the kernel used (the listener's
-                // socket): released like an orphan's, with no result to
-                // clean up (`OpData::orphaned` of multishot data is a no-op).
-                // A neutral result: `res` (an accepted fd) went to the cell.
+                cell.end(wakers);
+                // `keep` holds only what the kernel used (the socket):
+                // released like an orphan's, with a neutral result, since
+                // `res` (an accepted fd, a byte count) went to the cell.
                 dead.orphans.push((keep, -libc::ECANCELED));
                 free.push(idx);
                 *in_flight -= 1;
@@ -774,7 +772,7 @@ impl Drop for Driver {
                 Slot::Multishot { cell, keep, .. } => {
                     crate::metrics::count_leaked_op();
                     mem::forget(keep);
-                    wakers.extend(cell.end());
+                    cell.end(&mut wakers);
                 }
                 Slot::Free | Slot::Done { .. } => {}
             }

@@ -106,27 +106,28 @@ impl Multishot {
         };
     }
 
-    /// Ring's worker, at a CQE: queues `res` and returns the waiters to wake
-    /// and whether the queue has reached its cap (then the op should be
-    /// cancelled). A result for a closed cell is discarded at once.
-    pub(crate) fn push(&self, res: i32, flags: u32) -> (Vec<Waker>, bool) {
+    /// Ring's worker, at a CQE: queues `res`, moves the waiters to wake into
+    /// `wake` (draining, so the cell keeps its allocation: this runs per
+    /// message) and says whether the queue has reached its cap (then the op
+    /// should be cancelled). A result for a closed cell is discarded at once.
+    pub(crate) fn push(&self, res: i32, flags: u32, wake: &mut Vec<Waker>) -> bool {
         let mut g = self.lock();
         if g.closed {
             drop(g);
             (self.discard)(res, flags);
-            return (Vec::new(), false);
+            return false;
         }
         g.results.push_back((res, flags));
-        let full = g.results.len() >= self.cap;
-        (std::mem::take(&mut g.waiters), full)
+        wake.extend(g.waiters.drain(..));
+        g.results.len() >= self.cap
     }
 
     /// Ring's worker, at the final CQE (or its teardown): the op is over.
-    /// Returns the waiters to wake.
-    pub(crate) fn end(&self) -> Vec<Waker> {
+    /// Moves the waiters to wake into `wake`.
+    pub(crate) fn end(&self, wake: &mut Vec<Waker>) {
         let mut g = self.lock();
         g.at = Armed::Ended;
-        std::mem::take(&mut g.waiters)
+        wake.extend(g.waiters.drain(..));
     }
 
     /// Consumer, any thread: the next result, or `Ended` once the op is over
@@ -255,9 +256,10 @@ mod tests {
         assert!(m.poll_next(&wa).is_pending());
         assert!(m.poll_next(&wa).is_pending(), "registered once");
         assert!(m.poll_next(&wb).is_pending());
-        let (woken, full) = m.push(10, 0);
+        let mut woken = Vec::new();
+        let full = m.push(10, 0, &mut woken);
         assert_eq!((woken.len(), full), (2, false));
-        let (_, full) = m.push(11, 0);
+        let full = m.push(11, 0, &mut woken);
         assert!(full, "cap reached");
         assert_eq!(m.poll_next(&wa), Poll::Ready(Next::Result(10, 0)));
         let before = DISCARDED.load(Relaxed);
@@ -271,8 +273,8 @@ mod tests {
             }
         );
         assert_eq!(DISCARDED.load(Relaxed) - before, 1, "the queued 11");
-        let _ = m.push(12, 0);
+        let _ = m.push(12, 0, &mut woken);
         assert_eq!(DISCARDED.load(Relaxed) - before, 2, "a late result");
-        drop(m.end());
+        m.end(&mut woken);
     }
 }
