@@ -34,7 +34,9 @@ fn runtime(count: u16, size: u32) -> Runtime {
 
 /// The byte pattern client `c` sends: position `i` of its stream.
 fn byte(c: usize, i: usize) -> u8 {
-    (c.wrapping_mul(131) ^ i.wrapping_mul(7) ^ (i >> 8)) as u8
+    let x = (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x ^ (x >> 29) ^ (x >> 47)) as u8
 }
 
 fn listener() -> (Arc<TcpListener>, SocketAddr) {
@@ -117,7 +119,8 @@ fn one_armed_receive_delivers_many_messages_in_order() {
 /// Many connections send at once into a pool far too small for them, while
 /// nobody takes the chunks; then every connection is read to the end:
 /// every byte arrives, in order (`ENOBUFS` falls back to owned buffers,
-/// never loses or reorders data, never spins).
+/// never loses or reorders data, never spins). Each client's first 4 bytes
+/// are its index, so a mix-up between connections cannot pass.
 #[test]
 fn an_exhausted_pool_loses_no_byte() {
     let conns: usize = std::env::var("PERCORE_POOL_CONNS")
@@ -133,7 +136,8 @@ fn an_exhausted_pool_loses_no_byte() {
         let mut v = Vec::new();
         for c in 0..conns {
             let mut s = StdStream::connect(addr).unwrap();
-            let data: Vec<u8> = (0..BYTES).map(|i| byte(c, i)).collect();
+            let mut data = (c as u32).to_le_bytes().to_vec();
+            data.extend((0..BYTES).map(|i| byte(c, i)));
             s.write_all(&data).unwrap();
             v.push(s);
         }
@@ -147,42 +151,128 @@ fn an_exhausted_pool_loses_no_byte() {
             // Arm each stream's receive: its first chunk is taken, the rest
             // queue up (or find the pool empty).
             let first = s.recv_pooled().await.unwrap();
-            v.push((s, first));
+            v.push((s, first.to_vec()));
         }
         v
     });
     let clients = clients.join().unwrap();
-    let streams = Arc::new(streams);
-    let st = streams.clone();
-    rt.block_on(async move {
-        for (s, first) in st.iter() {
-            // Which client is this? Its first byte's pattern says.
-            let c = (0..conns)
-                .find(|&c| {
-                    byte(c, 0) == first[0] && (1..first.len()).all(|i| byte(c, i) == first[i])
-                })
-                .expect("a known client");
-            // The rest after `first`.
-            let mut got = first.len();
-            while got < BYTES {
+    let pooled = rt.block_on(async move {
+        let mut seen = vec![false; conns];
+        let mut pooled = 0;
+        for (s, first) in streams.iter() {
+            let mut got = first.clone();
+            while got.len() < 4 + BYTES {
                 let chunk = s.recv_pooled().await.unwrap();
-                assert!(!chunk.is_empty(), "client {c}: EOF after {got}");
-                for (k, b) in chunk.iter().enumerate() {
-                    assert_eq!(*b, byte(c, got + k), "client {c}, byte {}", got + k);
-                }
-                got += chunk.len();
+                assert!(!chunk.is_empty(), "EOF after {} bytes", got.len());
+                pooled += usize::from(chunk.is_pooled());
+                got.extend_from_slice(&chunk);
             }
-            assert_eq!(got, BYTES);
+            assert_eq!(got.len(), 4 + BYTES, "no extra bytes");
+            let c = u32::from_le_bytes(got[..4].try_into().unwrap()) as usize;
+            assert!(c < conns && !seen[c], "client {c} once");
+            seen[c] = true;
+            for (i, b) in got[4..].iter().enumerate() {
+                assert_eq!(*b, byte(c, i), "client {c}, byte {i}");
+            }
         }
+        pooled
     });
     let m = rt.metrics()[0];
     if uring() {
+        let fallbacks = m.recv_fallbacks - before.recv_fallbacks;
+        let arms = m.recv_arms - before.recv_arms;
         assert!(
-            m.recv_fallbacks > before.recv_fallbacks,
+            fallbacks > 0,
             "{conns} connections must exhaust 16 buffers: {m:?}"
         );
+        // No spinning: every arm ends after delivering a pooled chunk, an
+        // ENOBUFS (then one owned receive) or the cap.
+        assert!(
+            arms as usize <= fallbacks as usize + pooled + conns,
+            "arms {arms}, fallbacks {fallbacks}, pooled chunks {pooled}"
+        );
     }
-    drop((clients, streams));
+    drop(clients);
+}
+
+/// More chunks arrive than a stream may queue while nobody reads: the
+/// driver cancels the receive at the cap (TCP flow control then holds the
+/// rest) and the next reads re-arm; every byte arrives in order.
+#[test]
+fn a_full_stream_queue_cancels_and_rearms_in_order() {
+    let _w = common::watchdog("a_full_stream_queue_cancels_and_rearms", 30);
+    let rt = runtime(256, 64);
+    let (l, addr) = listener();
+    let before = rt.metrics()[0];
+    rt.block_on(async move {
+        let mut c = StdStream::connect(addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        c.write_all(&[byte(9, 0)]).unwrap();
+        let first = s.recv_pooled().await.unwrap();
+        assert_eq!(first[0], byte(9, 0));
+        // 100 separate 10-byte messages, one CQE each, nobody reading.
+        for m in 0..100usize {
+            let msg: Vec<u8> = (0..10).map(|i| byte(9, 1 + m * 10 + i)).collect();
+            c.write_all(&msg).unwrap();
+            percore::time::sleep(Duration::from_micros(300)).await;
+        }
+        expect_bytes(&s, 9, 1, 1000).await;
+    });
+    if uring() {
+        let m = rt.metrics()[0];
+        assert!(
+            m.multishot_backpressure > before.multishot_backpressure,
+            "{m:?}"
+        );
+        assert!(m.recv_arms - before.recv_arms >= 2, "re-armed: {m:?}");
+    }
+}
+
+/// Dropping `recv_pooled` futures at arbitrary points (a short timeout),
+/// including while a receive into an owned buffer is in flight (the pool is
+/// kept empty), loses no byte: the receive stays with the stream.
+#[test]
+fn dropped_receives_lose_no_byte() {
+    let _w = common::watchdog("dropped_receives_lose_no_byte", 60);
+    let rt = runtime(2, 64);
+    let (l, addr) = listener();
+    const BYTES: usize = 20_000;
+    rt.block_on(async move {
+        let client = std::thread::spawn(move || {
+            let mut c = StdStream::connect(addr).unwrap();
+            for k in 0..BYTES / 100 {
+                let msg: Vec<u8> = (0..100).map(|i| byte(4, k * 100 + i)).collect();
+                c.write_all(&msg).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            c
+        });
+        let (s, _) = l.accept().await.unwrap();
+        // Hold every pooled chunk: the pool of 2 stays empty after two.
+        let mut held = Vec::new();
+        let mut got = 0;
+        let mut timeouts = 0;
+        while got < BYTES {
+            match percore::time::timeout(Duration::from_micros(30), s.recv_pooled()).await {
+                Ok(chunk) => {
+                    let chunk = chunk.unwrap();
+                    assert!(!chunk.is_empty(), "EOF after {got}");
+                    for (k, b) in chunk.iter().enumerate() {
+                        assert_eq!(*b, byte(4, got + k), "byte {}", got + k);
+                    }
+                    got += chunk.len();
+                    if chunk.is_pooled() {
+                        held.push(chunk);
+                    }
+                }
+                Err(_) => timeouts += 1,
+            }
+        }
+        assert_eq!(got, BYTES);
+        assert!(timeouts > 0, "some receives were dropped mid-way");
+        drop(client.join().unwrap());
+    });
 }
 
 /// `read` after `recv_pooled` returns the queued bytes first, in pieces as

@@ -140,6 +140,11 @@ impl BufPool {
         Ok(pool)
     }
 
+    /// Number of buffers.
+    pub(crate) fn count(&self) -> u16 {
+        self.count
+    }
+
     /// Size of each buffer.
     pub(crate) fn size(&self) -> u32 {
         self.size

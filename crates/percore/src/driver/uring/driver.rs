@@ -134,7 +134,14 @@ impl Driver {
             let (count, size) = self.pool_config;
             match BufPool::new(&self.ring, worker, count, size) {
                 Ok(p) => self.pool = Some(p),
-                Err(_) => self.pool_failed = true,
+                Err(e) => {
+                    self.pool_failed = true;
+                    crate::runtime::guard::report(format_args!(
+                        "percore: no provided-buffer ring ({count} x {size} B): {e}; \
+                         recv_pooled receives into owned buffers \
+                         (Builder::recv_buffers sets the size; Linux 6.0+ needed)"
+                    ));
+                }
             }
         }
         self.pool.clone()

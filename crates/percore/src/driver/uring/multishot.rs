@@ -97,6 +97,11 @@ impl Multishot {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where the op stands.
+    pub(crate) fn armed(&self) -> Armed {
+        self.lock().at
+    }
+
     /// The consumer armed the op as `slot` on worker `worker`'s ring.
     pub(crate) fn set_armed(&self, worker: u64, index: usize, slot: u32) {
         self.lock().at = Armed::On {
@@ -118,7 +123,7 @@ impl Multishot {
             return false;
         }
         g.results.push_back((res, flags));
-        wake.extend(g.waiters.drain(..));
+        wake.append(&mut g.waiters);
         g.results.len() >= self.cap
     }
 
@@ -127,7 +132,7 @@ impl Multishot {
     pub(crate) fn end(&self, wake: &mut Vec<Waker>) {
         let mut g = self.lock();
         g.at = Armed::Ended;
-        wake.extend(g.waiters.drain(..));
+        wake.append(&mut g.waiters);
     }
 
     /// Consumer, any thread: the next result, or `Ended` once the op is over
@@ -178,11 +183,18 @@ impl Multishot {
 }
 
 /// The consumer of `cell` is gone: discards its queued results and has the
-/// ring's worker cancel the op (directly on that worker, else by mail; if
-/// that worker has exited, its teardown ended the op).
+/// ring's worker cancel the op.
 pub(crate) fn release(cell: Arc<Multishot>) {
     let (at, waiters) = cell.close();
     run_user_code("the drop of a waker", move || drop(waiters));
+    cancel(&cell, at);
+}
+
+/// Has the ring's worker cancel `cell`'s op armed at `at`: directly when
+/// called on that worker, else by mail; if that worker has exited, its
+/// teardown ended the op. Results still arrive until the final CQE (unless
+/// the cell was closed).
+pub(crate) fn cancel(cell: &Arc<Multishot>, at: Armed) {
     let Armed::On {
         worker,
         index,
@@ -196,8 +208,8 @@ pub(crate) fn release(cell: Arc<Multishot>) {
             return false;
         }
         match w.driver.try_borrow_mut() {
-            Ok(mut d) => d.uring().cancel_multishot(slot, &cell, &w.metrics),
-            // Dropped while the driver is borrowed: by mail to ourselves.
+            Ok(mut d) => d.uring().cancel_multishot(slot, cell, &w.metrics),
+            // Called while the driver is borrowed: by mail to ourselves.
             Err(_) => w.remote.post(Mail::CancelMultishot {
                 slot,
                 cell: cell.clone(),
@@ -208,7 +220,10 @@ pub(crate) fn release(cell: Arc<Multishot>) {
     .unwrap_or(false);
     if !here {
         if let Some(owner) = ring_owner(worker, index) {
-            owner.post(Mail::CancelMultishot { slot, cell });
+            owner.post(Mail::CancelMultishot {
+                slot,
+                cell: cell.clone(),
+            });
         }
     }
 }

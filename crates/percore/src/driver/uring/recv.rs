@@ -19,22 +19,26 @@
 //! future loses no bytes, and `read` after `recv_pooled` returns the queued
 //! chunks first (copying), so the two can be mixed.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use io_uring::{opcode, types};
 
 use super::bufring::{BufPool, RecvBuf, GROUP};
-use super::multishot::{Multishot, Next};
+use super::multishot::{self, Multishot, Next};
 use crate::driver::op::OpData;
 use crate::driver::IoDriver;
 use crate::net::socket::Socket;
 use crate::runtime::context;
 
 /// Received chunks queued per stream before the driver cancels its
-/// multishot recv.
-pub(crate) const QUEUE_CAP: usize = 32;
+/// multishot recv: 32, or an eighth of the pool if that is less, so a few
+/// slow readers cannot hold the whole pool.
+const QUEUE_CAP: usize = 32;
 
 /// What a multishot recv keeps until its final CQE: the stream's socket.
 struct MultiRecvData {
@@ -44,13 +48,23 @@ struct MultiRecvData {
 /// Results are handed out through the cell, never through `orphaned`.
 impl OpData for MultiRecvData {}
 
+/// A receive into an owned buffer, kept in the stream so that dropping the
+/// caller's future loses none of its bytes.
+type OwnedRecv = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + Send>>;
+
 #[derive(Default)]
 struct State {
     /// The armed (or ended but not yet drained) op and the pool its
     /// buffers come from.
     armed: Option<(Arc<Multishot>, Arc<BufPool>)>,
-    /// A chunk a `read` took only part of.
-    partial: Option<RecvBuf>,
+    /// The consumer moved to another worker: the op was asked to end, so
+    /// the next one is armed where the consumer runs now.
+    moving: bool,
+    /// Chunks a `read` took only part of, oldest first.
+    partial: VecDeque<RecvBuf>,
+    /// A receive into an owned buffer in progress (no pool here, or it
+    /// was empty).
+    fallback: Option<OwnedRecv>,
 }
 
 /// A stream's multishot recv state.
@@ -59,79 +73,106 @@ pub(crate) struct MultiRecv {
     state: Mutex<State>,
 }
 
-/// What [`MultiRecv::poll_recv`] found.
-pub(crate) enum Polled {
-    /// A chunk (empty: end of stream) or an error.
-    Chunk(io::Result<RecvBuf>),
-    /// No multishot recv here (no pool on this worker) or its pool was
-    /// empty: receive once into an owned buffer of this size.
-    Owned(usize),
-}
-
 impl MultiRecv {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether chunks may be queued here: `read` must take them first.
+    /// Whether bytes may be queued here: `read` must take them first.
     pub(crate) fn active(&self) -> bool {
         let s = self.lock();
-        s.armed.is_some() || s.partial.is_some()
+        s.armed.is_some() || !s.partial.is_empty() || s.fallback.is_some()
     }
 
-    /// Keeps the unread rest of a chunk for the next call.
+    /// Keeps the unread rest of a chunk for the next call, ahead of
+    /// anything queued after it.
     pub(crate) fn put_back(&self, rest: RecvBuf) {
-        let mut s = self.lock();
-        debug_assert!(s.partial.is_none());
-        s.partial = Some(rest);
+        self.lock().partial.push_front(rest);
     }
 
-    /// The next received chunk of `sock`, arming a multishot recv on the
-    /// current worker when none is armed.
-    pub(crate) fn poll_recv(&self, sock: &Socket, cx: &mut Context<'_>) -> Poll<Polled> {
+    /// The next received chunk of `sock` (empty: end of stream), arming a
+    /// multishot recv on the current worker when none is armed.
+    pub(crate) fn poll_recv(
+        &self,
+        sock: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<RecvBuf>> {
         let mut s = self.lock();
-        if let Some(p) = s.partial.take() {
-            return Poll::Ready(Polled::Chunk(Ok(p)));
+        if let Some(p) = s.partial.pop_front() {
+            return Poll::Ready(Ok(p));
         }
         loop {
-            if let Some((cell, pool)) = s.armed.as_ref() {
+            if let Some(f) = s.fallback.as_mut() {
+                let (res, v) = std::task::ready!(f.as_mut().poll(cx));
+                s.fallback = None;
+                return Poll::Ready(res.map(|_| RecvBuf::owned(v)));
+            }
+            if let Some((cell, pool)) = s.armed.clone() {
+                if !s.moving && moved_from(&cell) {
+                    multishot::cancel(&cell, cell.armed());
+                    s.moving = true;
+                }
                 match cell.poll_next(cx.waker()) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Next::Result(res, flags)) => {
-                        return Poll::Ready(chunk(pool, res, flags));
+                    Poll::Ready(Next::Result(res, flags)) => match chunk(&pool, res, flags) {
+                        Some(c) => return Poll::Ready(c),
+                        // The pool was empty and the op ended: the bytes
+                        // are still in the socket; receive them into an
+                        // owned buffer, then re-arm.
+                        None => s.fallback = Some(owned_recv(sock, pool.size() as usize)),
+                    },
+                    Poll::Ready(Next::Ended) => {
+                        s.armed = None;
+                        s.moving = false;
                     }
-                    Poll::Ready(Next::Ended) => s.armed = None,
                 }
+                continue;
             }
             match arm(sock) {
-                Armed::No(size) => return Poll::Ready(Polled::Owned(size)),
-                Armed::Failed(e) => return Poll::Ready(Polled::Chunk(Err(e))),
-                // Polled again at the top: registers the waker.
+                Armed::No(size) => s.fallback = Some(owned_recv(sock, size)),
+                Armed::Failed(e) => return Poll::Ready(Err(e)),
+                // Polled at the top of the loop: registers the waker.
                 Armed::Yes(cell, pool) => s.armed = Some((cell, pool)),
             }
         }
     }
 }
 
-/// A CQE of a multishot recv as what the caller gets.
-fn chunk(pool: &Arc<BufPool>, res: i32, flags: u32) -> Polled {
+/// Whether the consumer now runs on another io_uring worker than the one
+/// whose ring has `cell`'s op (a stolen task, a stream sent elsewhere).
+fn moved_from(cell: &Multishot) -> bool {
+    let multishot::Armed::On { worker, .. } = cell.armed() else {
+        return false;
+    };
+    context::with_worker(|w| w.id != worker && matches!(&*w.driver.borrow(), IoDriver::Uring(_)))
+        .unwrap_or(false)
+}
+
+fn owned_recv(sock: &Socket, size: usize) -> OwnedRecv {
+    let sock = sock.clone();
+    Box::pin(async move { crate::net::ops::recv(&sock, Vec::with_capacity(size)).await })
+}
+
+/// A CQE of a multishot recv as what the caller gets; `None`: the pool was
+/// empty (`ENOBUFS`) and the op ended.
+fn chunk(pool: &Arc<BufPool>, res: i32, flags: u32) -> Option<io::Result<RecvBuf>> {
     if res > 0 {
         let Some(bid) = io_uring::cqueue::buffer_select(flags) else {
-            return Polled::Chunk(Err(io::Error::other(
+            return Some(Err(io::Error::other(
                 "percore: a multishot recv completed without a buffer",
             )));
         };
-        return Polled::Chunk(Ok(pool.take(bid, res as usize)));
+        return Some(Ok(pool.take(bid, res as usize)));
     }
     // A zero-length result carries no data; give back any buffer anyway.
     pool.discard(flags);
     match res {
-        0 => Polled::Chunk(Ok(RecvBuf::owned(Vec::new()))),
+        0 => Some(Ok(RecvBuf::owned(Vec::new()))),
         e if e == -libc::ENOBUFS => {
             context::with_worker(|w| w.metrics.recv_fallbacks.bump());
-            Polled::Owned(pool.size() as usize)
+            None
         }
-        e => Polled::Chunk(Err(io::Error::from_raw_os_error(-e))),
+        e => Some(Err(io::Error::from_raw_os_error(-e))),
     }
 }
 
@@ -157,10 +198,14 @@ fn arm(sock: &Socket) -> Armed {
         let Some(pool) = ring.buf_pool(w.id) else {
             return Armed::No(OWNED_SIZE);
         };
+        // Buffers dropped on other threads are usable again before the
+        // kernel is asked to pick one.
+        pool.take_returned();
         let discard = pool.clone();
+        let cap = QUEUE_CAP.min(usize::from(pool.count()) / 8).max(1);
         let cell = Arc::new(Multishot::new(
             Box::new(move |_res, flags| discard.discard(flags)),
-            QUEUE_CAP,
+            cap,
         ));
         let entry = opcode::RecvMulti::new(types::Fd(sock.raw()), GROUP).build();
         let keep = Box::new(MultiRecvData {
@@ -188,7 +233,8 @@ impl Drop for MultiRecv {
     /// worker cancels the op.
     fn drop(&mut self) {
         let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        s.partial = None;
+        s.partial.clear();
+        s.fallback = None;
         if let Some((cell, _pool)) = s.armed.take() {
             super::multishot::release(cell);
         }

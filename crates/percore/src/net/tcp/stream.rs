@@ -9,7 +9,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::driver::buf::{IoBuf, IoBufMut};
 use crate::driver::uring::bufring::RecvBuf;
-use crate::driver::uring::recv::{MultiRecv, Polled};
+use crate::driver::uring::recv::MultiRecv;
 use crate::net::ops;
 use crate::net::sockaddr::RawAddr;
 use crate::net::socket::Socket as Sock;
@@ -105,16 +105,13 @@ impl TcpStream {
     ///
     /// Cancel-safe: bytes received while nobody waits stay queued in the
     /// stream (up to 32 chunks; then the peer is held back by TCP flow
-    /// control). When the pool is empty, or on the epoll driver, the bytes
-    /// arrive in an owned buffer instead, allocated for the call.
+    /// control), and so does a receive in progress. When the pool is empty,
+    /// or on the epoll driver, the bytes arrive in an owned buffer instead,
+    /// allocated for the call. A stream whose task moved to another worker
+    /// ends its receive on the old worker's ring and re-arms on the new
+    /// one.
     pub async fn recv_pooled(&self) -> io::Result<RecvBuf> {
-        match std::future::poll_fn(|cx| self.multi.poll_recv(&self.sock, cx)).await {
-            Polled::Chunk(c) => c,
-            Polled::Owned(size) => {
-                let (res, v) = ops::recv(&self.sock, Vec::with_capacity(size)).await;
-                res.map(|_| RecvBuf::owned(v))
-            }
-        }
+        std::future::poll_fn(|cx| self.multi.poll_recv(&self.sock, cx)).await
     }
 
     /// Writes some of `buf`'s initialized bytes; returns how many.
