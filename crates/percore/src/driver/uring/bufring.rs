@@ -87,6 +87,10 @@ pub(crate) struct BufPool {
     worker: u64,
     /// Next tail value; touched only by the owning worker's thread.
     tail: std::cell::Cell<u16>,
+    /// Buffers in the ring (appended, not yet picked by the kernel): owner
+    /// thread only, counted down as the driver reaps CQEs carrying a
+    /// buffer. Arming stops while it is low (`recv.rs`).
+    in_ring: std::cell::Cell<usize>,
     /// Buffers given back on other threads, appended by the owner later.
     returned: SegQueue<u16>,
 }
@@ -120,6 +124,7 @@ impl BufPool {
             size,
             worker,
             tail: std::cell::Cell::new(0),
+            in_ring: std::cell::Cell::new(0),
             returned: SegQueue::new(),
         });
         for bid in 0..count {
@@ -138,6 +143,19 @@ impl BufPool {
             )?
         };
         Ok(pool)
+    }
+
+    /// Owner thread, at a reaped CQE carrying one of this pool's buffers:
+    /// the kernel took it from the ring.
+    pub(crate) fn kernel_took(&self) {
+        self.in_ring.set(self.in_ring.get().saturating_sub(1));
+    }
+
+    /// Owner thread: buffers the kernel can still pick (after giving back
+    /// the ones returned on other threads).
+    pub(crate) fn available(&self) -> usize {
+        self.take_returned();
+        self.in_ring.get()
     }
 
     /// Number of buffers.
@@ -183,6 +201,7 @@ impl BufPool {
             (&raw mut (*e).bid).write(bid);
         }
         self.tail.set(tail.wrapping_add(1));
+        self.in_ring.set(self.in_ring.get() + 1);
     }
 
     /// Owner thread only: makes every appended entry visible to the kernel.
@@ -326,10 +345,48 @@ unsafe impl crate::IoBuf for RecvBuf {
 
 impl Drop for RecvBuf {
     fn drop(&mut self) {
-        if let Kind::Pooled { pool, bid } = &self.kind {
-            pool.give_back(*bid);
+        match &mut self.kind {
+            Kind::Pooled { pool, bid } => pool.give_back(*bid),
+            Kind::Owned(v) => spare_put(std::mem::take(v)),
         }
     }
+}
+
+/// Owned receive buffers kept for reuse on this thread, so a stream that
+/// receives into owned buffers while the pool is low (many connections
+/// with data at once) does not allocate and free one per message.
+const SPARES: usize = 64;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn spare_put(mut v: Vec<u8>) {
+    if v.capacity() < 512 {
+        return;
+    }
+    v.clear();
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < SPARES {
+                s.push(v);
+            }
+        }
+    });
+}
+
+/// An empty buffer of at least `size` bytes' capacity, reused if one is
+/// spare on this thread.
+pub(crate) fn spare_take(size: usize) -> Vec<u8> {
+    SPARE
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let i = s.iter().rposition(|v| v.capacity() >= size)?;
+            Some(s.swap_remove(i))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(size))
 }
 
 impl std::fmt::Debug for RecvBuf {

@@ -29,6 +29,9 @@ use crate::runtime::guard::run_user_code;
 /// `io_uring_enter` flag: wait for / reap completions (and run deferred
 /// task work). The io-uring crate keeps its `sys` module private.
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// CQE flag: the op used a provided buffer (only multishot recvs select
+/// from the pool, group 0).
+const IORING_CQE_F_BUFFER: u32 = 1;
 
 /// CQEs of async-cancel requests: nothing to do, the target's own CQE matters.
 const CANCEL_TAG: u64 = u64::MAX;
@@ -593,6 +596,11 @@ impl Driver {
                     metrics.completed.bump();
                     self.reaped += 1;
                     let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+                    if flags & IORING_CQE_F_BUFFER != 0 {
+                        if let Some(pool) = &self.pool {
+                            pool.kernel_took();
+                        }
+                    }
                     match ud {
                         CANCEL_TAG => {}
                         UNPARK_TAG => {

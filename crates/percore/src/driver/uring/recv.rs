@@ -12,7 +12,8 @@
 //! The op ends at end of stream, on an error, at the cap, and when the pool
 //! is empty (`ENOBUFS`): then the caller receives once into an owned buffer
 //! (counted in `recv_fallbacks`; the bytes stayed in the socket, nothing is
-//! lost) and the next call re-arms. A call on a worker without a pool (the
+//! lost) and the next call re-arms, unless fewer than an eighth of the
+//! pool's buffers are free: then it receives into an owned buffer again. A call on a worker without a pool (the
 //! epoll driver, an old kernel) also receives into an owned buffer.
 //!
 //! Because the chunks live in the stream, dropping a `recv_pooled` or `read`
@@ -54,9 +55,9 @@ type OwnedRecv = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + Sen
 
 #[derive(Default)]
 struct State {
-    /// The armed (or ended but not yet drained) op and the pool its
-    /// buffers come from.
-    armed: Option<(Arc<Multishot>, Arc<BufPool>)>,
+    /// The armed (or ended but not yet drained) op, the pool its buffers
+    /// come from, and the id of the worker whose ring has it.
+    armed: Option<(Arc<Multishot>, Arc<BufPool>, u64)>,
     /// The consumer moved to another worker: the op was asked to end, so
     /// the next one is armed where the consumer runs now.
     moving: bool,
@@ -107,23 +108,29 @@ impl MultiRecv {
                 s.fallback = None;
                 return Poll::Ready(res.map(|_| RecvBuf::owned(v)));
             }
-            if let Some((cell, pool)) = s.armed.clone() {
-                if !s.moving && moved_from(&cell) {
-                    multishot::cancel(&cell, cell.armed());
-                    s.moving = true;
+            let State {
+                armed,
+                moving,
+                fallback,
+                ..
+            } = &mut *s;
+            if let Some((cell, pool, ring_worker)) = armed.as_ref() {
+                if !*moving && moved_from(*ring_worker) {
+                    multishot::cancel(cell, cell.armed());
+                    *moving = true;
                 }
                 match cell.poll_next(cx.waker()) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Next::Result(res, flags)) => match chunk(&pool, res, flags) {
+                    Poll::Ready(Next::Result(res, flags)) => match chunk(pool, res, flags) {
                         Some(c) => return Poll::Ready(c),
                         // The pool was empty and the op ended: the bytes
                         // are still in the socket; receive them into an
                         // owned buffer, then re-arm.
-                        None => s.fallback = Some(owned_recv(sock, pool.size() as usize)),
+                        None => *fallback = Some(owned_recv(sock, pool.size() as usize)),
                     },
                     Poll::Ready(Next::Ended) => {
-                        s.armed = None;
-                        s.moving = false;
+                        *armed = None;
+                        *moving = false;
                     }
                 }
                 continue;
@@ -132,7 +139,7 @@ impl MultiRecv {
                 Armed::No(size) => s.fallback = Some(owned_recv(sock, size)),
                 Armed::Failed(e) => return Poll::Ready(Err(e)),
                 // Polled at the top of the loop: registers the waker.
-                Armed::Yes(cell, pool) => s.armed = Some((cell, pool)),
+                Armed::Yes(cell, pool, worker) => s.armed = Some((cell, pool, worker)),
             }
         }
     }
@@ -140,17 +147,17 @@ impl MultiRecv {
 
 /// Whether the consumer now runs on another io_uring worker than the one
 /// whose ring has `cell`'s op (a stolen task, a stream sent elsewhere).
-fn moved_from(cell: &Multishot) -> bool {
-    let multishot::Armed::On { worker, .. } = cell.armed() else {
-        return false;
-    };
-    context::with_worker(|w| w.id != worker && matches!(&*w.driver.borrow(), IoDriver::Uring(_)))
-        .unwrap_or(false)
+fn moved_from(ring_worker: u64) -> bool {
+    context::with_worker(|w| {
+        w.id != ring_worker && matches!(&*w.driver.borrow(), IoDriver::Uring(_))
+    })
+    .unwrap_or(false)
 }
 
 fn owned_recv(sock: &Socket, size: usize) -> OwnedRecv {
     let sock = sock.clone();
-    Box::pin(async move { crate::net::ops::recv(&sock, Vec::with_capacity(size)).await })
+    let buf = super::bufring::spare_take(size);
+    Box::pin(async move { crate::net::ops::recv(&sock, buf).await })
 }
 
 /// A CQE of a multishot recv as what the caller gets; `None`: the pool was
@@ -177,7 +184,7 @@ fn chunk(pool: &Arc<BufPool>, res: i32, flags: u32) -> Option<io::Result<RecvBuf
 }
 
 enum Armed {
-    Yes(Arc<Multishot>, Arc<BufPool>),
+    Yes(Arc<Multishot>, Arc<BufPool>, u64),
     /// Not available here: receive into an owned buffer of this size.
     No(usize),
     Failed(io::Error),
@@ -198,9 +205,13 @@ fn arm(sock: &Socket) -> Armed {
         let Some(pool) = ring.buf_pool(w.id) else {
             return Armed::No(OWNED_SIZE);
         };
-        // Buffers dropped on other threads are usable again before the
-        // kernel is asked to pick one.
-        pool.take_returned();
+        // A pool running low would end the new op at once with ENOBUFS
+        // (an arm, a failed CQE and a re-arm per message under load):
+        // receive into an owned buffer until buffers come back.
+        if pool.available() < (usize::from(pool.count()) / 8).max(1) {
+            w.metrics.recv_fallbacks.bump();
+            return Armed::No(pool.size() as usize);
+        }
         let discard = pool.clone();
         let cap = QUEUE_CAP.min(usize::from(pool.count()) / 8).max(1);
         let cell = Arc::new(Multishot::new(
@@ -220,7 +231,7 @@ fn arm(sock: &Socket) -> Armed {
             Ok(slot) => {
                 w.metrics.recv_arms.bump();
                 cell.set_armed(w.id, w.remote.index, slot);
-                Armed::Yes(cell, pool)
+                Armed::Yes(cell, pool, w.id)
             }
             Err(e) => Armed::Failed(e),
         }
@@ -235,7 +246,7 @@ impl Drop for MultiRecv {
         let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         s.partial.clear();
         s.fallback = None;
-        if let Some((cell, _pool)) = s.armed.take() {
+        if let Some((cell, _pool, _)) = s.armed.take() {
             super::multishot::release(cell);
         }
     }
