@@ -29,7 +29,7 @@ impl From<DriverArg> for percore::Driver {
 /// How connections receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RecvArg {
-    /// Pooled on io_uring, owned on epoll.
+    /// The measured default: owned.
     Auto,
     /// Multishot receive into the worker's provided buffers.
     Pooled,
@@ -61,18 +61,23 @@ pub struct Args {
     /// How connections receive: `pooled` = one multishot receive per
     /// connection into the worker's provided buffers (io_uring; no buffer
     /// held by an idle connection), `owned` = a read into each
-    /// connection's own buffer. `auto`: pooled on io_uring, owned on epoll.
+    /// connection's own buffer. `auto` is `owned`: pooled did not measure
+    /// faster overall (docs/benchmarks.md, "Multishot recv").
     #[arg(long, value_enum, default_value = "auto")]
     pub recv: RecvArg,
 
-    /// Provided buffers per worker for `--recv pooled` (each `--buffer`
-    /// bytes; rounded up to a power of two).
-    #[arg(long, value_name = "N", default_value_t = 256,
+    /// Provided buffers per worker for `--recv pooled` (each
+    /// `--pool-buffer-size` bytes; rounded up to a power of two).
+    #[arg(long, value_name = "N", default_value_t = 2048,
           value_parser = clap::value_parser!(u16).range(1..=32768))]
     pub pool_buffers: u16,
 
-    /// Read buffer per connection (`--recv owned`) or per provided buffer
-    /// (`--recv pooled`), in bytes.
+    /// Size of each provided buffer for `--recv pooled`, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(64..=(1 << 20)))]
+    pub pool_buffer_size: u32,
+
+    /// Read buffer per connection (`--recv owned`), in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
           value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
     pub buffer: u32,

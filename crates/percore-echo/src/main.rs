@@ -47,7 +47,7 @@ fn run(args: &Args) -> Result<(), String> {
         .driver(args.driver.into())
         .steal(!args.no_steal)
         .steal_threshold(args.steal_threshold as usize)
-        .recv_buffers(args.pool_buffers, args.buffer);
+        .recv_buffers(args.pool_buffers, args.pool_buffer_size);
     let rt = builder
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -62,15 +62,9 @@ fn run(args: &Args) -> Result<(), String> {
         }
     };
     let work = Duration::from_micros(args.work_us.into());
-    let on_uring = rt
-        .workers()
-        .iter()
-        .all(|w| w.driver == percore::Driver::IoUring);
     let path = match args.recv {
         RecvArg::Pooled => RecvPath::Pooled,
-        RecvArg::Owned => RecvPath::Owned,
-        RecvArg::Auto if on_uring => RecvPath::Pooled,
-        RecvArg::Auto => RecvPath::Owned,
+        RecvArg::Owned | RecvArg::Auto => RecvPath::Owned,
     };
     let open = Arc::new(AtomicUsize::new(0));
     let stats: Vec<Arc<Stats>> = (0..accepting).map(|_| Arc::new(Stats::default())).collect();

@@ -64,7 +64,7 @@ impl Default for Builder {
             steal: true,
             steal_threshold: 8,
             wake_mode: WakeMode::Auto,
-            recv_buffers: (256, 16 * 1024),
+            recv_buffers: (1024, 4096),
         }
     }
 }
@@ -106,9 +106,10 @@ impl Builder {
     /// The provided-buffer pool of each io_uring worker, from which
     /// [`TcpStream::recv_pooled`](crate::net::TcpStream::recv_pooled)
     /// receives: `count` buffers (rounded up to a power of two, at most
-    /// 32768; 0 turns the pool off) of `size` bytes. Default 256 × 16 KiB
-    /// (4 MiB of address space per worker, touched as buffers are used).
-    /// When all are in use, a receive falls back to an owned buffer.
+    /// 32768; 0 turns the pool off) of `size` bytes. Default 1024 × 4 KiB
+    /// (4 MiB of address space per worker, touched as buffers are used;
+    /// keep `count` at most the completion queue size, 4 × `ring_entries`).
+    /// While fewer than an eighth are free, receives use owned buffers.
     pub fn recv_buffers(&mut self, count: u16, size: u32) -> &mut Self {
         let count = if count == 0 {
             0
