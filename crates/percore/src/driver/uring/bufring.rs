@@ -362,7 +362,9 @@ thread_local! {
 }
 
 fn spare_put(mut v: Vec<u8>) {
-    if v.capacity() < 512 {
+    // Only workers receive into owned buffers: elsewhere a spare would
+    // never be taken again.
+    if v.capacity() < 512 || crate::runtime::context::with_worker(|_| ()).is_none() {
         return;
     }
     v.clear();

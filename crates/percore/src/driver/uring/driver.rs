@@ -150,6 +150,12 @@ impl Driver {
         self.pool.clone()
     }
 
+    /// Whether a multishot recv can be armed here (a stream moving here
+    /// from another worker re-arms only then).
+    pub(crate) fn can_recv_multishot(&self) -> bool {
+        self.features.multishot && !self.pool_failed
+    }
+
     /// The ring's fd: the target of siblings' `MSG_RING` wakes.
     pub(crate) fn ring_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
@@ -702,8 +708,11 @@ fn complete_slot(
             cell, cancelling, ..
         } => {
             let more = io_uring::cqueue::more(flags);
-            // The CQE that ends a cancelled op carries no result.
-            if more || res != -libc::ECANCELED {
+            // The CQE that ends a cancelled op carries no result (but give
+            // back a buffer should one ever come with it).
+            if !more && res == -libc::ECANCELED {
+                cell.discard_now(res, flags);
+            } else {
                 let full = cell.push(res, flags, wakers);
                 if full && more && !*cancelling {
                     over_cap.push(idx);

@@ -97,6 +97,11 @@ impl Multishot {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Cleans up a CQE that is not a result (the final `-ECANCELED`).
+    pub(crate) fn discard_now(&self, res: i32, flags: u32) {
+        (self.discard)(res, flags);
+    }
+
     /// Where the op stands.
     pub(crate) fn armed(&self) -> Armed {
         self.lock().at

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use io_uring::{opcode, types};
 
@@ -64,8 +64,9 @@ struct State {
     /// Chunks a `read` took only part of, oldest first.
     partial: VecDeque<RecvBuf>,
     /// A receive into an owned buffer in progress (no pool here, or it
-    /// was empty).
+    /// was empty), and every caller waiting on it.
     fallback: Option<OwnedRecv>,
+    fallback_waiters: Vec<std::task::Waker>,
 }
 
 /// A stream's multishot recv state.
@@ -103,10 +104,26 @@ impl MultiRecv {
             return Poll::Ready(Ok(p));
         }
         loop {
-            if let Some(f) = s.fallback.as_mut() {
-                let (res, v) = std::task::ready!(f.as_mut().poll(cx));
-                s.fallback = None;
-                return Poll::Ready(res.map(|_| RecvBuf::owned(v)));
+            // Taken out while polled: a panic in it leaves no half-run
+            // future behind.
+            if let Some(mut f) = s.fallback.take() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready((res, v)) => {
+                        // Other callers waiting on this receive (the op
+                        // wakes only its last poller) look again.
+                        let others = std::mem::take(&mut s.fallback_waiters);
+                        drop(s);
+                        others.into_iter().for_each(Waker::wake);
+                        return Poll::Ready(res.map(|_| RecvBuf::owned(v)));
+                    }
+                    Poll::Pending => {
+                        s.fallback = Some(f);
+                        if !s.fallback_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                            s.fallback_waiters.push(cx.waker().clone());
+                        }
+                        return Poll::Pending;
+                    }
+                }
             }
             let State {
                 armed,
@@ -122,11 +139,12 @@ impl MultiRecv {
                 match cell.poll_next(cx.waker()) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Next::Result(res, flags)) => match chunk(pool, res, flags) {
-                        Some(c) => return Poll::Ready(c),
+                        Chunk::Data(c) => return Poll::Ready(c),
                         // The pool was empty and the op ended: the bytes
                         // are still in the socket; receive them into an
                         // owned buffer, then re-arm.
-                        None => *fallback = Some(owned_recv(sock, pool.size() as usize)),
+                        Chunk::Empty => *fallback = Some(owned_recv(sock, pool.size() as usize)),
+                        Chunk::Skip => {}
                     },
                     Poll::Ready(Next::Ended) => {
                         *armed = None;
@@ -149,7 +167,11 @@ impl MultiRecv {
 /// whose ring has `cell`'s op (a stolen task, a stream sent elsewhere).
 fn moved_from(ring_worker: u64) -> bool {
     context::with_worker(|w| {
-        w.id != ring_worker && matches!(&*w.driver.borrow(), IoDriver::Uring(_))
+        w.id != ring_worker
+            && match &*w.driver.borrow() {
+                IoDriver::Uring(d) => d.can_recv_multishot(),
+                IoDriver::Epoll(_) => false,
+            }
     })
     .unwrap_or(false)
 }
@@ -160,26 +182,37 @@ fn owned_recv(sock: &Socket, size: usize) -> OwnedRecv {
     Box::pin(async move { crate::net::ops::recv(&sock, buf).await })
 }
 
-/// A CQE of a multishot recv as what the caller gets; `None`: the pool was
-/// empty (`ENOBUFS`) and the op ended.
-fn chunk(pool: &Arc<BufPool>, res: i32, flags: u32) -> Option<io::Result<RecvBuf>> {
+/// What one CQE of a multishot recv gives the caller.
+enum Chunk {
+    /// Bytes (empty: end of stream) or an error.
+    Data(io::Result<RecvBuf>),
+    /// The pool was empty (`ENOBUFS`) and the op ended.
+    Empty,
+    /// Nothing to hand out (an `ENOBUFS` the op continues after).
+    Skip,
+}
+
+fn chunk(pool: &Arc<BufPool>, res: i32, flags: u32) -> Chunk {
     if res > 0 {
         let Some(bid) = io_uring::cqueue::buffer_select(flags) else {
-            return Some(Err(io::Error::other(
+            return Chunk::Data(Err(io::Error::other(
                 "percore: a multishot recv completed without a buffer",
             )));
         };
-        return Some(Ok(pool.take(bid, res as usize)));
+        return Chunk::Data(Ok(pool.take(bid, res as usize)));
     }
     // A zero-length result carries no data; give back any buffer anyway.
     pool.discard(flags);
     match res {
-        0 => Some(Ok(RecvBuf::owned(Vec::new()))),
+        0 => Chunk::Data(Ok(RecvBuf::owned(Vec::new()))),
+        // Kernels end the op here; one that did not would still be
+        // receiving, and an owned receive beside it could reorder bytes.
+        e if e == -libc::ENOBUFS && io_uring::cqueue::more(flags) => Chunk::Skip,
         e if e == -libc::ENOBUFS => {
             context::with_worker(|w| w.metrics.recv_fallbacks.bump());
-            None
+            Chunk::Empty
         }
-        e => Some(Err(io::Error::from_raw_os_error(-e))),
+        e => Chunk::Data(Err(io::Error::from_raw_os_error(-e))),
     }
 }
 
@@ -246,6 +279,7 @@ impl Drop for MultiRecv {
         let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         s.partial.clear();
         s.fallback = None;
+        s.fallback_waiters.clear();
         if let Some((cell, _pool, _)) = s.armed.take() {
             super::multishot::release(cell);
         }

@@ -104,8 +104,9 @@ impl TcpStream {
     /// closed its side.
     ///
     /// Cancel-safe: bytes received while nobody waits stay queued in the
-    /// stream (up to 32 chunks; then the peer is held back by TCP flow
-    /// control), and so does a receive in progress. When the pool is empty,
+    /// stream (up to 32 chunks, or an eighth of the pool if less; then the
+    /// peer is held back by TCP flow control), and so does a receive in
+    /// progress. When the pool is empty,
     /// or on the epoll driver, the bytes arrive in an owned buffer instead,
     /// allocated for the call. A stream whose task moved to another worker
     /// ends its receive on the old worker's ring and re-arms on the new
