@@ -110,6 +110,13 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
         if coop_taskrun {
             b.setup_coop_taskrun();
         }
+        // With SINGLE_ISSUER (6.0+) the kernel also has SUBMIT_ALL (5.18):
+        // an SQE that fails at submission no longer stops the rest of the
+        // batch (its error arrives as its CQE), so one bad op cannot leave
+        // other tasks' SQEs unsubmitted until the next enter.
+        if single_issuer {
+            b.setup_submit_all();
+        }
         match b.build(entries) {
             Ok(mut ring) => {
                 probe_enter(&mut ring)?;
