@@ -37,6 +37,18 @@ pub enum RecvArg {
     Owned,
 }
 
+/// Which listener of the `SO_REUSEPORT` group gets a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SteerArg {
+    /// The measured default: hash.
+    Auto,
+    /// The listener of the worker pinned to the CPU that processed the
+    /// connection's packets (`TcpListener::steer_by_cpu`).
+    Cpu,
+    /// The kernel's hash of the connection's addresses.
+    Hash,
+}
+
 /// Shard-per-core TCP echo server: every worker binds its own SO_REUSEPORT
 /// listener on ADDR and serves the connections the kernel gives it.
 #[derive(Debug, Parser)]
@@ -65,6 +77,12 @@ pub struct Args {
     /// faster overall (docs/benchmarks.md, "Multishot recv").
     #[arg(long, value_enum, default_value = "auto")]
     pub recv: RecvArg,
+
+    /// How the kernel picks the worker for a new connection: `cpu` = the
+    /// worker on the CPU that processed its packets (its softirq work and
+    /// its task then share a core), `hash` = the kernel's hash.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub steer: SteerArg,
 
     /// Provided buffers per worker for `--recv pooled` (each
     /// `--pool-buffer-size` bytes; rounded up to a power of two).

@@ -21,8 +21,8 @@ use clap::Parser;
 use percore::sync::oneshot;
 use percore::{JoinHandle, Runtime};
 
-use cli::{Args, RecvArg};
-use server::{serve_worker, RecvPath, Stats};
+use cli::{Args, RecvArg, SteerArg};
+use server::{serve_worker, RecvPath, Serve, Stats};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -66,6 +66,21 @@ fn run(args: &Args) -> Result<(), String> {
         RecvArg::Pooled => RecvPath::Pooled,
         RecvArg::Owned | RecvArg::Auto => RecvPath::Owned,
     };
+    let steer = match args.steer {
+        SteerArg::Cpu => Some(
+            rt.workers()[..accepting]
+                .iter()
+                .map(|w| w.core)
+                .collect::<Arc<[_]>>(),
+        ),
+        SteerArg::Hash | SteerArg::Auto => None,
+    };
+    let conf = Serve {
+        path,
+        buffer: args.buffer as usize,
+        work,
+        steer,
+    };
     let open = Arc::new(AtomicUsize::new(0));
     let stats: Vec<Arc<Stats>> = (0..accepting).map(|_| Arc::new(Stats::default())).collect();
 
@@ -73,11 +88,10 @@ fn run(args: &Args) -> Result<(), String> {
     let mut acceptors: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, st) in stats.iter().enumerate() {
         let (tx, rx) = oneshot::channel();
-        let (st, open, buffer) = (st.clone(), open.clone(), args.buffer as usize);
+        let (st, open, conf) = (st.clone(), open.clone(), conf.clone());
         let bind_to = addr;
-        acceptors.push(rt.spawn_local_on(i, move || {
-            serve_worker(bind_to, path, buffer, work, st, open, i == 0, tx)
-        }));
+        acceptors
+            .push(rt.spawn_local_on(i, move || serve_worker(bind_to, conf, st, open, i == 0, tx)));
         let bound = rx
             .blocking_recv()
             .map_err(|_| format!("worker {i} stopped before binding"))?;
@@ -86,7 +100,10 @@ fn run(args: &Args) -> Result<(), String> {
     }
     for w in rt.workers() {
         if w.index < accepting {
-            eprintln!("percore-echo: {w}, listening on {addr}, recv {path:?}");
+            eprintln!(
+                "percore-echo: {w}, listening on {addr}, recv {path:?}, steer {:?}",
+                args.steer
+            );
         } else {
             eprintln!("percore-echo: {w}, no listener (serves stolen connections)");
         }

@@ -24,12 +24,21 @@ pub struct Stats {
 /// the `first` worker also makes sure no other process holds the port),
 /// then accepts until the task is aborted. Each connection becomes its own
 /// task.
-#[allow(clippy::too_many_arguments)]
+/// How every worker serves (from the flags).
+#[derive(Debug, Clone)]
+pub struct Serve {
+    pub path: RecvPath,
+    /// `--buffer`.
+    pub buffer: usize,
+    /// `--work-us`.
+    pub work: Duration,
+    /// `--steer cpu`: the cores of the accepting workers, in worker order.
+    pub steer: Option<Arc<[Option<usize>]>>,
+}
+
 pub async fn serve_worker(
     addr: SocketAddr,
-    path: RecvPath,
-    buffer: usize,
-    work: Duration,
+    conf: Serve,
     stats: Arc<Stats>,
     open: Arc<AtomicUsize>,
     first: bool,
@@ -57,7 +66,16 @@ pub async fn serve_worker(
             return;
         }
     };
+    if let Some(cores) = &conf.steer {
+        if let Err(e) = listener.steer_by_cpu(cores) {
+            let _ = bound.send(Err(e));
+            return;
+        }
+    }
     let _ = bound.send(listener.local_addr());
+    let Serve {
+        path, buffer, work, ..
+    } = conf;
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {

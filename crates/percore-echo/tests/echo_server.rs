@@ -547,3 +547,49 @@ fn without_io_uring_auto_falls_back_to_epoll_and_uring_fails_clearly() {
     );
     done.store(true, SeqCst);
 }
+
+/// `--steer cpu`: a connection goes to the worker on the CPU its packets
+/// were processed on, which on loopback is the client's. Clients pinned to
+/// core 0 (30) and core 1 (10) give exactly those counts per worker.
+#[test]
+fn steer_cpu_accepts_each_connection_on_the_clients_cpu() {
+    let done = watchdog(120);
+    let server = Server::start(&["--workers", "2", "--steer", "cpu"]);
+    let addr = server.addr;
+    let pinned_client = |cpu: usize, n: usize| {
+        std::thread::spawn(move || {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET
+            // writes within it; sched_setaffinity reads it.
+            let pinned = unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+            };
+            assert!(pinned, "pin a client to CPU {cpu}");
+            for _ in 0..n {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(b"x").unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+            }
+        })
+    };
+    pinned_client(0, 30).join().unwrap();
+    pinned_client(1, 10).join().unwrap();
+    let err = server.stop();
+    if !(err.contains("worker 0 on core 0") && err.contains("worker 1 on core 1")) {
+        eprintln!("skipped: workers not pinned to cores 0 and 1:\n{err}");
+        done.store(true, SeqCst);
+        return;
+    }
+    assert!(
+        err.contains("steer Cpu"),
+        "start-up line names the steering:\n{err}"
+    );
+    assert!(
+        err.contains("percore-echo: worker 0: 30 connections")
+            && err.contains("percore-echo: worker 1: 10 connections"),
+        "stderr:\n{err}"
+    );
+    done.store(true, SeqCst);
+}
