@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bench_harness::compare::results::{Results, RunRecord, ServerUsage, SCHEMA_VERSION};
+use bench_harness::compare::results::{
+    Results, RunRecord, ServerStartup, ServerUsage, SCHEMA_VERSION,
+};
 use bench_harness::load::{self, LoadConfig, Mode};
 
 /// Load runs measure time: run them one at a time, not in parallel threads.
@@ -180,7 +182,13 @@ fn results_json_round_trips_through_its_schema() {
         started_unix_s: 1,
         kernel: "test".into(),
         cores: 2,
+        cpu_model: "test cpu".into(),
+        git_revision: Some("abc".into()),
         command: "bench-harness compare".into(),
+        server_startup: vec![ServerStartup {
+            server: "test".into(),
+            lines: vec!["worker 0 on core 0".into()],
+        }],
         runs: vec![RunRecord {
             scenario: "latency".into(),
             point: "50% (500/s)".into(),
@@ -244,6 +252,23 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     let (stdout, r) = succeeded(&out, &dir);
     let n = servers.split(',').count();
     assert_eq!(r.runs.len(), n + 2 * n, "a probe and two rates per server");
+    // Where the numbers came from: the machine, the source, the servers.
+    assert!(!r.kernel.is_empty());
+    if std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains("model name")) {
+        assert!(!r.cpu_model.is_empty());
+    }
+    assert_eq!(r.server_startup.len(), n, "{:?}", r.server_startup);
+    if echo.exists() {
+        let p = r
+            .server_startup
+            .iter()
+            .find(|s| s.server == "percore")
+            .unwrap();
+        assert!(
+            p.lines.iter().any(|l| l.contains("io_uring")),
+            "percore-echo's start-up line names its driver: {p:?}"
+        );
+    }
     for s in servers.split(',') {
         assert!(stdout.contains(s), "table row for {s}:\n{stdout}");
     }
@@ -504,7 +529,10 @@ fn an_invalid_run_does_not_move_a_median() {
         started_unix_s: 1,
         kernel: "test".into(),
         cores: 2,
+        cpu_model: String::new(),
+        git_revision: None,
         command: "test".into(),
+        server_startup: Vec::new(),
         runs: vec![
             run(100, true, 1),
             run(10_000, false, 2),

@@ -26,7 +26,7 @@ use crate::hist::{new_histogram, percentile_distribution};
 use crate::load::{self, LoadConfig, Mode};
 use process::{Ready, Server, ServerSpec};
 use report::Progress;
-use results::{Results, RunRecord, ServerUsage, SCHEMA_VERSION};
+use results::{Results, RunRecord, ServerStartup, ServerUsage, SCHEMA_VERSION};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -277,7 +277,10 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
                 .map_or(0, |d| d.as_secs()),
             kernel: kernel_release(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: cpu_model(),
+            git_revision: git_revision(),
             command: cfg.command.clone(),
+            server_startup: Vec::new(),
             runs: Vec::new(),
             summaries: Vec::new(),
         },
@@ -343,6 +346,24 @@ impl Runner<'_> {
             .chain(external)
             .map(|s| Server::start(&s?, &cores))
             .collect()
+    }
+
+    /// Records each server's start-up lines (once per name), then stops it.
+    fn stop_servers(&mut self, servers: Vec<Server>) {
+        for s in servers {
+            if !self
+                .results
+                .server_startup
+                .iter()
+                .any(|x| x.server == s.name)
+            {
+                self.results.server_startup.push(ServerStartup {
+                    server: s.name.clone(),
+                    lines: s.startup_lines(),
+                });
+            }
+            s.stop();
+        }
     }
 
     /// Servers in the order for repetition `rep`: rotated each time, so no
@@ -431,6 +452,9 @@ impl Runner<'_> {
                 .note(&format!("invalid run ({} {point}): {why}", server.name));
         }
         self.results.runs.push(rec.clone());
+        // On disk as each run ends: an interrupted comparison keeps what it
+        // measured (summaries are added at the end).
+        self.results.save(&self.cfg.out.join("results.json"))?;
         Ok(rec)
     }
 
@@ -487,7 +511,7 @@ impl Runner<'_> {
                     self.measure("skew", &point, &servers[i], rep, &lc)?;
                 }
             }
-            servers.into_iter().for_each(Server::stop);
+            self.stop_servers(servers);
         }
         Ok(())
     }
@@ -508,7 +532,7 @@ impl Runner<'_> {
                 }
             }
         }
-        servers.into_iter().for_each(Server::stop);
+        self.stop_servers(servers);
         Ok(())
     }
 
@@ -543,7 +567,7 @@ impl Runner<'_> {
                 }
             }
         }
-        servers.into_iter().for_each(Server::stop);
+        self.stop_servers(servers);
         Ok(())
     }
 }
@@ -560,6 +584,36 @@ fn sanitize(s: &str) -> String {
         .collect::<String>()
         .trim_matches('_')
         .to_string()
+}
+
+/// The first CPU's model name, or "" where `/proc/cpuinfo` has none.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The git revision of the working directory, `-dirty` if it has
+/// uncommitted changes; `None` outside a git checkout or without git.
+fn git_revision() -> Option<String> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = run(&["rev-parse", "HEAD"])?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{rev}-dirty") } else { rev })
 }
 
 fn kernel_release() -> String {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,15 @@ pub struct Server {
     pub name: String,
     pub addr: SocketAddr,
     child: Child,
+    /// The first lines it wrote on stderr (its start-up lines: driver,
+    /// ring flags, cores); the rest of its stderr is read and dropped, so
+    /// a chatty server never blocks on a full pipe.
+    stderr_head: Arc<Mutex<Vec<String>>>,
 }
+
+/// Stderr lines kept per server, and their length limit.
+const STDERR_LINES: usize = 20;
+const STDERR_LINE_CHARS: usize = 300;
 
 impl Server {
     /// Starts `spec` with its CPU affinity restricted to `cores` (empty: all)
@@ -47,7 +55,7 @@ impl Server {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let cores = cores.to_vec();
         // SAFETY: between fork and exec only prctl and sched_setaffinity
         // run, plain syscalls (async-signal-safe); the set lives on the
@@ -77,6 +85,19 @@ impl Server {
                 format!("start {} ({}): {e}", spec.name, spec.program.display()),
             )
         })?;
+        let stderr_head = Arc::new(Mutex::new(Vec::new()));
+        if let Some(err) = child.stderr.take() {
+            let head = stderr_head.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    let mut h = head.lock().unwrap_or_else(|e| e.into_inner());
+                    if h.len() < STDERR_LINES {
+                        h.push(line.chars().take(STDERR_LINE_CHARS).collect());
+                    }
+                }
+            });
+        }
         let addr = match spec.ready {
             Ready::Announces => wait_for_announce(spec, &mut child)?,
             Ready::Port(port) => wait_for_port(spec, &mut child, port)?,
@@ -85,7 +106,16 @@ impl Server {
             name: spec.name.clone(),
             addr,
             child,
+            stderr_head,
         })
+    }
+
+    /// What the server has written on stderr so far (its first lines).
+    pub fn startup_lines(&self) -> Vec<String> {
+        self.stderr_head
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn pid(&self) -> u32 {

@@ -10,7 +10,7 @@ use super::process::ProcSample;
 use crate::load::LoadReport;
 
 /// Version 2: summaries' statistics cover valid runs only.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A server's resource use over one measured window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -148,6 +148,13 @@ impl Summary {
     }
 }
 
+/// A server's start-up lines (its first stderr lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStartup {
+    pub server: String,
+    pub lines: Vec<String>,
+}
+
 /// Everything a `compare` run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -155,7 +162,15 @@ pub struct Results {
     pub started_unix_s: u64,
     pub kernel: String,
     pub cores: usize,
+    /// `model name` of the first CPU in `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// `git rev-parse HEAD` of the working directory (`-dirty` if it has
+    /// uncommitted changes), if it is a git checkout.
+    pub git_revision: Option<String>,
     pub command: String,
+    /// Each server's first stderr lines (start-up lines: driver, ring
+    /// flags, cores), from its first start.
+    pub server_startup: Vec<ServerStartup>,
     pub runs: Vec<RunRecord>,
     pub summaries: Vec<Summary>,
 }
