@@ -84,6 +84,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     pub steer: SteerArg,
 
+    /// Echo messages of at least this many bytes with zero-copy sends
+    /// (`IORING_OP_SEND_ZC`; plain sends on epoll). Default: never (on
+    /// loopback zero-copy did not pay at any size measured; see
+    /// docs/benchmarks.md).
+    #[arg(long, value_name = "BYTES")]
+    pub send_zc_min: Option<u32>,
+
     /// Provided buffers per worker for `--recv pooled` (each
     /// `--pool-buffer-size` bytes; rounded up to a power of two).
     #[arg(long, value_name = "N", default_value_t = 2048,

@@ -80,6 +80,7 @@ fn run(args: &Args) -> Result<(), String> {
         buffer: args.buffer as usize,
         work,
         steer,
+        zc_min: args.send_zc_min.map(|n| n as usize),
     };
     let open = Arc::new(AtomicUsize::new(0));
     let stats: Vec<Arc<Stats>> = (0..accepting).map(|_| Arc::new(Stats::default())).collect();

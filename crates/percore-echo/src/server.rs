@@ -34,6 +34,9 @@ pub struct Serve {
     pub work: Duration,
     /// `--steer cpu`: the cores of the accepting workers, in worker order.
     pub steer: Option<Arc<[Option<usize>]>>,
+    /// `--send-zc-min`: echoes of at least this many bytes use zero-copy
+    /// sends.
+    pub zc_min: Option<usize>,
 }
 
 pub async fn serve_worker(
@@ -74,7 +77,11 @@ pub async fn serve_worker(
     }
     let _ = bound.send(listener.local_addr());
     let Serve {
-        path, buffer, work, ..
+        path,
+        buffer,
+        work,
+        zc_min,
+        ..
     } = conf;
     loop {
         match listener.accept().await {
@@ -84,7 +91,13 @@ pub async fn serve_worker(
                 let stats = stats.clone();
                 let open = open.clone();
                 percore::spawn(async move {
-                    if echo(stream, path, buffer, work, &stats).await.is_err() {
+                    let how = How {
+                        path,
+                        buffer,
+                        work,
+                        zc_min,
+                    };
+                    if echo(stream, how, &stats).await.is_err() {
                         stats.errors.fetch_add(1, Relaxed);
                     }
                     open.fetch_sub(1, Relaxed);
@@ -139,18 +152,40 @@ pub enum RecvPath {
     Owned,
 }
 
-/// Echoes until the peer closes; an error ends only this connection.
-async fn echo(
-    stream: TcpStream,
+/// How one connection is served.
+#[derive(Debug, Clone, Copy)]
+struct How {
     path: RecvPath,
     buffer: usize,
     work: Duration,
-    stats: &Stats,
-) -> io::Result<()> {
+    zc_min: Option<usize>,
+}
+
+impl How {
+    fn zero_copy(&self, n: usize) -> bool {
+        self.zc_min.is_some_and(|m| n >= m)
+    }
+}
+
+/// Echoes until the peer closes; an error ends only this connection.
+async fn echo(stream: TcpStream, how: How, stats: &Stats) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    match path {
-        RecvPath::Pooled => echo_pooled(stream, work, stats).await,
-        RecvPath::Owned => echo_owned(stream, buffer, work, stats).await,
+    match how.path {
+        RecvPath::Pooled => echo_pooled(stream, how, stats).await,
+        RecvPath::Owned => echo_owned(stream, how, stats).await,
+    }
+}
+
+/// Writes `buf` back, zero-copy if it is large enough.
+async fn send_back<B: percore::IoBuf>(
+    stream: &TcpStream,
+    buf: B,
+    how: &How,
+) -> (io::Result<()>, B) {
+    if how.zero_copy(buf.bytes_init()) {
+        stream.write_all_zc(buf).await
+    } else {
+        stream.write_all(buf).await
     }
 }
 
@@ -162,7 +197,7 @@ fn peer_left(e: &io::Error) -> bool {
     )
 }
 
-async fn echo_pooled(stream: TcpStream, work: Duration, stats: &Stats) -> io::Result<()> {
+async fn echo_pooled(stream: TcpStream, how: How, stats: &Stats) -> io::Result<()> {
     loop {
         let chunk = match stream.recv_pooled().await {
             Ok(c) if c.is_empty() => return Ok(()),
@@ -170,11 +205,11 @@ async fn echo_pooled(stream: TcpStream, work: Duration, stats: &Stats) -> io::Re
             Err(e) if peer_left(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if !work.is_zero() {
-            burn(work);
+        if !how.work.is_zero() {
+            burn(how.work);
         }
         let n = chunk.len();
-        match stream.write_all(chunk).await.0 {
+        match send_back(&stream, chunk, &how).await.0 {
             Ok(()) => {
                 stats.bytes.fetch_add(n as u64, Relaxed);
             }
@@ -184,13 +219,8 @@ async fn echo_pooled(stream: TcpStream, work: Duration, stats: &Stats) -> io::Re
     }
 }
 
-async fn echo_owned(
-    stream: TcpStream,
-    buffer: usize,
-    work: Duration,
-    stats: &Stats,
-) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(buffer);
+async fn echo_owned(stream: TcpStream, how: How, stats: &Stats) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(how.buffer);
     loop {
         buf.clear();
         let (res, b) = stream.read(buf).await;
@@ -201,10 +231,10 @@ async fn echo_owned(
             Err(e) if peer_left(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if !work.is_zero() {
-            burn(work);
+        if !how.work.is_zero() {
+            burn(how.work);
         }
-        let (res, b) = stream.write_all(buf).await;
+        let (res, b) = send_back(&stream, buf, &how).await;
         buf = b;
         match res {
             Ok(()) => {

@@ -93,6 +93,9 @@ pub struct WorkerMetrics {
     /// Receives into an owned buffer because the provided-buffer pool was
     /// empty (`ENOBUFS`).
     pub recv_fallbacks: Counter,
+    /// Zero-copy send notifications reaped (one per completed `write_zc`
+    /// on io_uring).
+    pub zc_notifs: Counter,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -142,6 +145,8 @@ pub struct MetricsSnapshot {
     pub recv_arms: u64,
     /// See [`WorkerMetrics::recv_fallbacks`].
     pub recv_fallbacks: u64,
+    /// See [`WorkerMetrics::zc_notifs`].
+    pub zc_notifs: u64,
 }
 
 impl WorkerMetrics {
@@ -170,6 +175,7 @@ impl WorkerMetrics {
             multishot_backpressure: self.multishot_backpressure.get(),
             recv_arms: self.recv_arms.get(),
             recv_fallbacks: self.recv_fallbacks.get(),
+            zc_notifs: self.zc_notifs.get(),
         }
     }
 }

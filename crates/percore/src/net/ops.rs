@@ -49,6 +49,21 @@ pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>,
     }
 }
 
+/// A zero-copy send where the worker's ring has it (Linux 6.0+), else a
+/// plain send.
+pub(crate) async fn send_zc<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
+    let zc = context::with_worker(|w| match &*w.driver.borrow() {
+        crate::driver::IoDriver::Uring(d) => d.features().multishot,
+        crate::driver::IoDriver::Epoll(_) => false,
+    })
+    .unwrap_or(false);
+    if zc {
+        uring::ops::send_zc(sock, buf).await
+    } else {
+        send(sock, buf).await
+    }
+}
+
 /// One round trip through the current worker's driver: a no-op SQE and its
 /// completion on io_uring; a yield to the back of the run queue on epoll.
 pub async fn nop() -> io::Result<()> {

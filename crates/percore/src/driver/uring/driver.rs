@@ -32,6 +32,10 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 /// CQE flag: the op used a provided buffer (only multishot recvs select
 /// from the pool, group 0).
 const IORING_CQE_F_BUFFER: u32 = 1;
+/// CQE flags: more CQEs follow for this op; this CQE is a zero-copy send's
+/// notification (the kernel no longer reads the buffer).
+const IORING_CQE_F_MORE: u32 = 1 << 1;
+const IORING_CQE_F_NOTIF: u32 = 1 << 3;
 
 /// CQEs of async-cancel requests: nothing to do, the target's own CQE matters.
 const CANCEL_TAG: u64 = u64::MAX;
@@ -98,6 +102,9 @@ pub(crate) struct Driver {
     pool_config: (u16, u32),
     pool: Option<Arc<BufPool>>,
     pool_failed: bool,
+    /// Zero-copy sends whose result CQE arrived (the value) and whose
+    /// notification has not: the op is not over until it does.
+    zc_results: std::collections::HashMap<u32, i32>,
 }
 
 impl Driver {
@@ -126,6 +133,7 @@ impl Driver {
             pool_config,
             pool: None,
             pool_failed: pool_config.0 == 0,
+            zc_results: std::collections::HashMap::new(),
         })
     }
 
@@ -618,6 +626,35 @@ impl Driver {
                             metrics.msg_ring_received.bump();
                         }
                         ud if ud >= WAKE_SENT_BASE => self.failed_wakes.push(ud - WAKE_SENT_BASE),
+                        // A zero-copy send's first CQE: its result, with a
+                        // notification still to come. Keep the result; the
+                        // op (and its buffer) stays in flight.
+                        ud if flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF)
+                            == IORING_CQE_F_MORE
+                            && !matches!(
+                                self.slots.get(ud as usize),
+                                Some(Slot::Multishot { .. })
+                            ) =>
+                        {
+                            self.zc_results.insert(ud as u32, res);
+                        }
+                        // Its notification: now the op is over, with the
+                        // result its first CQE carried.
+                        ud if flags & IORING_CQE_F_NOTIF != 0 => {
+                            metrics.zc_notifs.bump();
+                            let res = self.zc_results.remove(&(ud as u32)).unwrap_or(0);
+                            complete_slot(
+                                &mut self.slots,
+                                &mut self.free,
+                                &mut self.in_flight,
+                                &mut self.wakers,
+                                &mut self.dead,
+                                &mut self.over_cap,
+                                ud as u32,
+                                res,
+                                0,
+                            )
+                        }
                         _ => complete_slot(
                             &mut self.slots,
                             &mut self.free,

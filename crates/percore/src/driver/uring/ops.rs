@@ -149,6 +149,25 @@ pub(crate) async fn send<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<usize
     (cqe_result(c.res).map(|n| n as usize), c.data.buf)
 }
 
+/// Sends `buf[0..bytes_init]` without copying it into the kernel
+/// (`IORING_OP_SEND_ZC`): the kernel reads the pages in place until it
+/// posts a notification CQE; the op (and so `buf`) ends only then.
+pub(crate) async fn send_zc<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<usize>, B) {
+    let fd = socket.raw();
+    let data = BufData {
+        buf,
+        _socket: socket.clone(),
+    };
+    let op = Op::new(data, |d| {
+        let len = u32::try_from(d.buf.bytes_init()).unwrap_or(u32::MAX);
+        opcode::SendZc::new(types::Fd(fd), d.buf.stable_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    });
+    let c = op.await;
+    (cqe_result(c.res).map(|n| n as usize), c.data.buf)
+}
+
 struct NopData;
 impl OpData for NopData {}
 

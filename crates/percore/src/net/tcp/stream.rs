@@ -122,11 +122,20 @@ impl TcpStream {
 
     /// Writes all of `buf`'s initialized bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        self.write_all_by(buf, false).await
+    }
+
+    /// `write_all` through `write` or, with `zc`, `write_zc`.
+    async fn write_all_by<B: IoBuf>(&self, buf: B, zc: bool) -> BufResult<(), B> {
         let total = buf.bytes_init();
         let mut slice = buf.slice(..total);
         let mut done = 0;
         while done < total {
-            let (res, s) = self.write(slice).await;
+            let (res, s) = if zc {
+                self.write_zc(slice).await
+            } else {
+                self.write(slice).await
+            };
             slice = s;
             match res {
                 Ok(0) => {
@@ -145,6 +154,22 @@ impl TcpStream {
             }
         }
         (Ok(()), slice.into_inner())
+    }
+
+    /// Like [`write`](Self::write), but the kernel sends from `buf`'s
+    /// pages without copying them (`IORING_OP_SEND_ZC`, Linux 6.0+; a plain
+    /// send on epoll). The call returns, and gives `buf` back, only once the
+    /// kernel has let go of the pages (its notification), so it takes
+    /// longer than `write`; whether it costs less CPU depends on the size
+    /// and the path: see docs/benchmarks.md for this machine's threshold.
+    /// Dropping the future keeps `buf` alive until that notification.
+    pub async fn write_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        ops::send_zc(&self.sock, buf).await
+    }
+
+    /// Writes all of `buf`'s initialized bytes with [`write_zc`](Self::write_zc).
+    pub async fn write_all_zc<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        self.write_all_by(buf, true).await
     }
 
     /// Shuts down the read, write or both halves (`shutdown(2)`; it does not
