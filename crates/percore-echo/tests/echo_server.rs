@@ -553,6 +553,10 @@ fn without_io_uring_auto_falls_back_to_epoll_and_uring_fails_clearly() {
 /// core 0 (30) and core 1 (10) give exactly those counts per worker.
 #[test]
 fn steer_cpu_accepts_each_connection_on_the_clients_cpu() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs 2 CPUs");
+        return;
+    }
     let done = watchdog(120);
     let server = Server::start(&["--workers", "2", "--steer", "cpu"]);
     let addr = server.addr;

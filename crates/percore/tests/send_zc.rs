@@ -123,3 +123,58 @@ fn a_dropped_zero_copy_write_keeps_its_buffer_until_the_final_cqe() {
         assert_eq!(c.live(), 0, "every buffer freed once its final CQE came");
     });
 }
+
+/// A zero-copy write larger than the socket buffers, to a peer that does
+/// not read: the kernel holds the buffer's pages (part sent, part waiting
+/// for window), so the call is still pending after 100 ms; dropped, its
+/// buffer must stay alive until the reader has drained the connection and
+/// the kernel has let go (checked to fail when the driver ends the op at
+/// its first CQE and ignores the notification).
+#[test]
+fn an_unread_zero_copy_write_holds_its_buffer_until_the_peer_reads() {
+    if driver() != Driver::IoUring {
+        return;
+    }
+    let _w = common::watchdog("an_unread_zero_copy_write_holds_its_buffer", 30);
+    let rt = common::runtime(1, 64);
+    let c = Arc::new(Counts::default());
+    let c2 = c.clone();
+    rt.block_on(async move {
+        let c = c2;
+        let (client, server) = tcp_pair().await;
+        const SIZE: usize = 16 << 20;
+        let mut fut = Box::pin(client.write_zc(CountedBuf::filled(&c, &pattern(SIZE))));
+        assert!(poll_once(&mut fut).await.is_pending());
+        percore::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            poll_once(&mut fut).await.is_pending(),
+            "the write returned while the kernel still held unsent pages"
+        );
+        drop(fut);
+        percore::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            c.live(),
+            1,
+            "buffer freed while the kernel still held its pages"
+        );
+        // Drain until the connection has been quiet for 200 ms.
+        loop {
+            let r = percore::time::timeout(
+                std::time::Duration::from_millis(200),
+                server.read(Vec::with_capacity(1 << 20)),
+            )
+            .await;
+            match r {
+                Ok((Ok(n), _)) if n > 0 => {}
+                _ => break,
+            }
+        }
+        for _ in 0..100 {
+            if c.live() == 0 {
+                break;
+            }
+            percore::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(c.live(), 0, "freed once the notification came");
+    });
+}

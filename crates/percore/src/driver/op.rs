@@ -52,6 +52,13 @@ pub(crate) trait OpData: 'static {
     /// Called once with the final result when the op's future was dropped
     /// before it saw that result. Default: just drop the resources.
     fn orphaned(self: Box<Self>, _res: i32) {}
+
+    /// The op was issued and its first CQE came, but it is not over (a
+    /// zero-copy send waiting for its notification): the kernel no longer
+    /// resolves the SQE's fd number, so what was kept only for the fd
+    /// lifetime rule (a socket clone) may go now, letting the socket close.
+    /// Default: nothing to release.
+    fn release_fd(&mut self) {}
 }
 
 enum State {

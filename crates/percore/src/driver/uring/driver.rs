@@ -351,6 +351,12 @@ impl Driver {
                 if let Slot::InFlight(Some(w)) = mem::replace(slot, Slot::Orphaned(data)) {
                     self.dead.retired.push(w);
                 }
+                // A zero-copy send past its result: only its buffer matters.
+                if self.zc_results.contains_key(&idx) {
+                    if let Slot::Orphaned(d) = &mut self.slots[idx as usize] {
+                        d.release_fd();
+                    }
+                }
                 let cancel = opcode::AsyncCancel::new(u64::from(idx))
                     .build()
                     .user_data(CANCEL_TAG);
@@ -637,9 +643,13 @@ impl Driver {
                             ) =>
                         {
                             self.zc_results.insert(ud as u32, res);
+                            if let Some(Slot::Orphaned(d)) = self.slots.get_mut(ud as usize) {
+                                d.release_fd();
+                            }
                         }
                         // Its notification: now the op is over, with the
-                        // result its first CQE carried.
+                        // result its first CQE carried (0 if a kernel ever
+                        // posted the notification first).
                         ud if flags & IORING_CQE_F_NOTIF != 0 => {
                             metrics.zc_notifs.bump();
                             let res = self.zc_results.remove(&(ud as u32)).unwrap_or(0);

@@ -149,14 +149,29 @@ pub(crate) async fn send<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<usize
     (cqe_result(c.res).map(|n| n as usize), c.data.buf)
 }
 
+/// A zero-copy send's buffer and socket. The socket clone is dropped at
+/// the op's first CQE if the future is gone by then (or goes later): TCP
+/// notifies only once every byte is acknowledged, and a peer that stops
+/// reading must not keep the socket open through us.
+pub(crate) struct ZcData<B> {
+    buf: B,
+    socket: Option<Socket>,
+}
+
+impl<B: 'static> OpData for ZcData<B> {
+    fn release_fd(&mut self) {
+        self.socket = None;
+    }
+}
+
 /// Sends `buf[0..bytes_init]` without copying it into the kernel
 /// (`IORING_OP_SEND_ZC`): the kernel reads the pages in place until it
 /// posts a notification CQE; the op (and so `buf`) ends only then.
 pub(crate) async fn send_zc<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<usize>, B) {
     let fd = socket.raw();
-    let data = BufData {
+    let data = ZcData {
         buf,
-        _socket: socket.clone(),
+        socket: Some(socket.clone()),
     };
     let op = Op::new(data, |d| {
         let len = u32::try_from(d.buf.bytes_init()).unwrap_or(u32::MAX);

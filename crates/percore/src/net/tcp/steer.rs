@@ -8,6 +8,11 @@
 //! must be bound in worker order (worker 0 first). A CPU with no worker,
 //! or an index the group does not have yet, yields an out-of-range index,
 //! and the kernel then falls back to its usual hash.
+//!
+//! Limits: closing one listener of the group moves the group's last socket
+//! into its place, so after that the map is off by one listener (connections
+//! are misrouted, not lost); with more workers than cores, only the first
+//! worker on a shared core gets steered connections.
 
 use std::io;
 use std::os::fd::AsRawFd;
