@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bench_harness::compare::{self, CompareConfig, Layout, Scenario, ServerName};
 use bench_harness::hist::percentile_distribution;
+use bench_harness::load::schedule::Arrivals;
 use bench_harness::load::{self, LoadConfig, Mode};
 use bench_harness::serve::{self, ServerKind};
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +67,10 @@ struct LoadArgs {
     /// within this many µs (only with a core of the generator's own).
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// Open loop: evenly spaced messages (phase-offset per thread) or
+    /// Poisson arrivals at the same mean rate.
+    #[arg(long, value_enum, default_value = "uniform")]
+    arrivals: Arrivals,
     /// Write the latency histogram (percentile distribution) here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
@@ -122,6 +127,9 @@ struct CompareArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Open loop: evenly spaced messages or Poisson arrivals.
+    #[arg(long, value_enum, default_value = "uniform")]
+    arrivals: Arrivals,
     /// Open-loop rates as fractions of the slowest server's maximum.
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
     rates: Vec<f64>,
@@ -205,6 +213,7 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     cfg.threads = a.threads;
     cfg.cores = a.cores;
     cfg.spin_us = a.spin_us;
+    cfg.arrivals = a.arrivals;
     let res = load::run(&cfg)?;
     if let Some(p) = &a.hgrm {
         std::fs::write(p, percentile_distribution(&res.latency))?;
@@ -306,6 +315,7 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
         conns: a.conns,
         size: a.size,
         rate_fractions: a.rates,
+        arrivals: a.arrivals,
         out: a.out.unwrap_or_else(|| compare::default_out(&workspace)),
         percore_echo: a.percore_echo.unwrap_or_else(|| dir.join("percore-echo")),
         skew_work_us: a.skew_work_us,

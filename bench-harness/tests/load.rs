@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bench_harness::compare::results::{
     Results, RunRecord, ServerStartup, ServerUsage, SCHEMA_VERSION,
 };
+use bench_harness::load::schedule::Arrivals;
 use bench_harness::load::{self, LoadConfig, Mode};
 
 /// Load runs measure time: run them one at a time, not in parallel threads.
@@ -112,6 +113,30 @@ fn open_loop_sends_exactly_the_rate() {
     assert!((r.throughput - 2000.0).abs() < 20.0, "{}", r.throughput);
     // Not asserting `valid`: on a loaded 2-core machine the generator can be
     // descheduled, and then it rightly marks its own run invalid.
+}
+
+/// Several threads and Poisson arrivals keep the mean rate: uniform
+/// threads (phase-offset) send exactly it; Poisson sends it within the
+/// spread of a Poisson count (2,400 expected: sd ~49, allowed +-250).
+#[test]
+fn threads_and_poisson_arrivals_keep_the_rate() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f.clone());
+    let mut c = cfg(addr, Mode::Open { rate: 2000.0 }, 1.0);
+    c.threads = 2;
+    let r = load::run(&c).unwrap().report;
+    assert!(
+        (2398..=2402).contains(&r.sent),
+        "uniform, 2 threads: sent {}",
+        r.sent
+    );
+    assert_eq!(r.completed, r.sent);
+    c.arrivals = Arrivals::Poisson;
+    let r = load::run(&c).unwrap().report;
+    assert!((2150..=2650).contains(&r.sent), "poisson: sent {}", r.sent);
+    assert_eq!(r.completed, r.sent);
+    assert_eq!(r.arrivals, Arrivals::Poisson, "recorded in the report");
 }
 
 #[test]

@@ -139,6 +139,8 @@ pub struct CompareConfig {
     pub size: usize,
     /// Open-loop rates as fractions of the slowest server's maximum.
     pub rate_fractions: Vec<f64>,
+    /// Open-loop arrival process.
+    pub arrivals: crate::load::schedule::Arrivals,
     pub out: PathBuf,
     pub percore_echo: PathBuf,
     pub skew_work_us: u32,
@@ -379,6 +381,7 @@ impl Runner<'_> {
         lc.duration = self.cfg.duration;
         lc.warmup = self.cfg.warmup;
         lc.threads = 1;
+        lc.arrivals = self.cfg.arrivals;
         lc.cores = self.cfg.layout.load_cores();
         // Pinned: the generator owns core 1, so it may poll between messages.
         if self.cfg.layout == Layout::Pinned {

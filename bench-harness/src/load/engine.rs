@@ -1,7 +1,8 @@
 //! One generator thread: its share of connections and of the rate.
 //!
-//! Open loop: this thread's message `j` is due at `j / rate` seconds after
-//! start and goes to connection `j mod conns`, whatever the server is doing;
+//! Open loop: this thread's message `j` is due at the time its schedule
+//! (`schedule.rs`: evenly spaced at `j / rate`, phase-offset per thread, or
+//! Poisson) says, and goes to connection `j mod conns`, whatever the server is doing;
 //! latency counts from that intended time, so a stalled server shows up in
 //! the tail instead of slowing the generator down (no coordinated omission).
 //! Closed loop: each connection keeps `depth` messages outstanding.
@@ -15,6 +16,7 @@ use hdrhistogram::Histogram;
 use super::conn::{Conn, ReadOutcome};
 use super::cpu::thread_cpu;
 use super::epoll::{tighten_timer_slack, Epoll};
+use super::schedule::Schedule;
 use super::{LoadConfig, Mode};
 use crate::hist::{new_histogram, record};
 
@@ -36,11 +38,13 @@ pub struct ThreadResult {
     pub window_measured: bool,
 }
 
+/// Thread `thread.0` of `thread.1`: its connections, its share of the rate.
 pub fn run_thread(
     cfg: &LoadConfig,
     mut conns: Vec<Conn>,
     start: Instant,
     rate: f64,
+    thread: (usize, usize),
 ) -> io::Result<ThreadResult> {
     tighten_timer_slack();
     let mut ep = Epoll::new(conns.len() * 2)?;
@@ -66,6 +70,7 @@ pub fn run_thread(
     let spin = Duration::from_micros(cfg.spin_us);
     let mut buf = vec![0u8; 256 * 1024];
     let interval_ns = if rate > 0.0 { 1e9 / rate } else { 0.0 };
+    let mut schedule = Schedule::new(cfg.arrivals, interval_ns, thread.0, thread.1);
     let mut next_msg: u64 = 0;
     let mut dirty: Vec<usize> = Vec::with_capacity(conns.len());
     let mut ready: Vec<(usize, u32)> = Vec::with_capacity(conns.len().max(16));
@@ -124,15 +129,20 @@ pub fn run_thread(
         // Open loop: issue every message that is due, batching per connection.
         if let Mode::Open { .. } = cfg.mode {
             loop {
-                let due = (next_msg as f64 * interval_ns) as u64;
+                let due = schedule.due();
                 if due > now || due >= end_ns {
                     break;
                 }
                 let ci = (next_msg % conns.len() as u64) as usize;
                 conns[ci].enqueue(size, due);
-                record(&mut r.send_lag, (now - due) / 1000);
+                // Lag during warm-up is the generator settling in, not a
+                // measurement: it neither counts nor invalidates the run.
+                if due >= warm_ns {
+                    record(&mut r.send_lag, (now - due) / 1000);
+                }
                 r.sent += 1;
                 next_msg += 1;
+                schedule.advance();
                 if !dirty.contains(&ci) {
                     dirty.push(ci);
                 }
@@ -143,7 +153,7 @@ pub fn run_thread(
         }
         let timeout = match cfg.mode {
             Mode::Open { .. } if now < end_ns => {
-                let due = ((next_msg as f64 * interval_ns) as u64).min(end_ns);
+                let due = schedule.due().min(end_ns);
                 Duration::from_nanos(due.saturating_sub(ns(Instant::now())))
             }
             _ => Duration::from_millis(5),

@@ -3,6 +3,7 @@
 //! - `engine` — one generator thread's loop (open and closed loop).
 //! - `conn` — a connection's send queue, pending messages, verification.
 //! - `payload` — the deterministic byte pattern.
+//! - `schedule` — when each open-loop message is due (uniform or Poisson).
 //! - `epoll` — epoll with nanosecond timeouts.
 //! - `cpu` — per-thread CPU time (is the generator the bottleneck?).
 
@@ -11,6 +12,7 @@ mod cpu;
 mod engine;
 mod epoll;
 pub mod payload;
+pub mod schedule;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -48,6 +50,8 @@ pub struct LoadConfig {
     pub drain: Duration,
     /// Open loop: a send-lag p99 above this (µs) marks the run invalid.
     pub lag_limit_us: u64,
+    /// Open loop: the arrival process.
+    pub arrivals: schedule::Arrivals,
     /// Open loop: when the next message is due within this many µs, poll
     /// instead of sleeping (a kernel sleep and wake-up per message costs
     /// more than the message). Only for a generator with a core of its own:
@@ -69,6 +73,7 @@ impl LoadConfig {
             cores: Vec::new(),
             drain: Duration::from_secs(2),
             lag_limit_us: 1_000,
+            arrivals: schedule::Arrivals::Uniform,
             spin_us: 0,
         }
     }
@@ -78,6 +83,9 @@ impl LoadConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {
     pub mode: Mode,
+    /// Open loop: the arrival process.
+    #[serde(default)]
+    pub arrivals: schedule::Arrivals,
     pub conns: usize,
     pub size: usize,
     pub threads: usize,
@@ -163,7 +171,7 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
                     if let Some(c) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: c });
                     }
-                    engine::run_thread(cfg, conns, start, per_thread_rate)
+                    engine::run_thread(cfg, conns, start, per_thread_rate, (t, threads))
                 })
             })
             .collect();
@@ -228,6 +236,7 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
     }
     let report = LoadReport {
         mode: cfg.mode,
+        arrivals: cfg.arrivals,
         conns: cfg.conns,
         size: cfg.size,
         threads,
