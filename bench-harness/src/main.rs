@@ -130,6 +130,11 @@ struct CompareArgs {
     /// Open loop: evenly spaced messages or Poisson arrivals.
     #[arg(long, value_enum, default_value = "uniform")]
     arrivals: Arrivals,
+    /// Repeat the whole comparison this many times (fresh server processes
+    /// each time; latency rates fixed by the first). Tables then show the
+    /// median of per-invocation medians with a bootstrap 95 % interval.
+    #[arg(long, default_value_t = 1)]
+    invocations: usize,
     /// Open-loop rates as fractions of the slowest server's maximum.
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
     rates: Vec<f64>,
@@ -289,6 +294,12 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
             format!("server names must be unique: {}", names.join(", ")),
         ));
     }
+    if a.invocations == 0 || a.invocations > 100 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--invocations {}: pick 1..=100", a.invocations),
+        ));
+    }
     if a.reps == 0 || a.rates.iter().any(|f| !(*f > 0.0 && *f <= 2.0)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -315,6 +326,7 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
         conns: a.conns,
         size: a.size,
         rate_fractions: a.rates,
+        invocations: a.invocations,
         arrivals: a.arrivals,
         out: a.out.unwrap_or_else(|| compare::default_out(&workspace)),
         percore_echo: a.percore_echo.unwrap_or_else(|| dir.join("percore-echo")),

@@ -219,6 +219,7 @@ fn results_json_round_trips_through_its_schema() {
             point: "50% (500/s)".into(),
             server: "test".into(),
             layout: "pinned".into(),
+            invocation: 1,
             repetition: 1,
             load: report,
             server_usage: ServerUsage::default(),
@@ -306,6 +307,70 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("latency-")));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--invocations 2`: the whole comparison twice, fresh servers, the
+/// latency rates of the first reused, the server order reversed in the
+/// second; summaries over per-invocation medians with an interval.
+#[test]
+fn invocations_repeat_the_comparison_at_the_same_rates() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let dir = std::env::temp_dir().join(format!("bh-inv-{}", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .args([
+            "compare",
+            "--servers",
+            "uring-loop,epoll-loop",
+            "--invocations",
+            "2",
+        ])
+        .args([
+            "--reps",
+            "1",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--conns",
+            "8",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, r) = succeeded(&out, &dir);
+    // One probe per server (first invocation only), then 2 invocations x
+    // 2 servers x 2 rates.
+    assert_eq!(r.runs.len(), 2 + 2 * 2 * 2, "{:?}", r.runs.len());
+    let open = |inv: usize| -> Vec<(String, String)> {
+        r.runs
+            .iter()
+            .filter(|x| x.invocation == inv && x.point != "max")
+            .map(|x| (x.point.clone(), x.server.clone()))
+            .collect()
+    };
+    let (first, second) = (open(1), open(2));
+    let points = |v: &[(String, String)]| {
+        let mut p: Vec<String> = v.iter().map(|x| x.0.clone()).collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    assert_eq!(points(&first), points(&second), "the same absolute rates");
+    assert_ne!(
+        first.iter().map(|x| &x.1).collect::<Vec<_>>(),
+        second.iter().map(|x| &x.1).collect::<Vec<_>>(),
+        "the second invocation runs the servers in another order"
+    );
+    for s in r.summaries.iter().filter(|s| s.point != "max") {
+        if s.invocations == 2 {
+            let (lo, hi) = s.p50_us.ci95.expect("an interval over 2 invocations");
+            assert!(lo <= s.p50_us.median && s.p50_us.median <= hi, "{s:?}");
+        }
+    }
+    assert!(stdout.contains("invocation"), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -436,6 +501,7 @@ fn compare_and_load_refuse_bad_arguments_before_starting_anything() {
         ("--size", "0"),
         ("--duration", "0"),
         ("--reps", "0"),
+        ("--invocations", "0"),
     ] {
         let out = std::process::Command::new(exe)
             .args(["compare", "--servers", "uring-loop", arg, value, "--out"])
@@ -543,6 +609,7 @@ fn an_invalid_run_does_not_move_a_median() {
             point: "50%".into(),
             server: "s".into(),
             layout: "pinned".into(),
+            invocation: 1,
             repetition: rep,
             load,
             server_usage: ServerUsage::default(),

@@ -139,6 +139,9 @@ pub struct CompareConfig {
     pub size: usize,
     /// Open-loop rates as fractions of the slowest server's maximum.
     pub rate_fractions: Vec<f64>,
+    /// Whole comparisons to run (fresh server processes each; the latency
+    /// scenario's rates fixed by the first).
+    pub invocations: usize,
     /// Open-loop arrival process.
     pub arrivals: crate::load::schedule::Arrivals,
     pub out: PathBuf,
@@ -248,6 +251,11 @@ struct Runner<'a> {
     results: Results,
     hists: HashMap<(String, String, String), Histogram<u64>>,
     progress: Progress,
+    /// The invocation under way (0-based).
+    invocation: usize,
+    /// The latency scenario's slowest probed maximum, from the first
+    /// invocation: later invocations use the same absolute rates.
+    slowest: Option<f64>,
 }
 
 /// Runs the comparison; returns the results folder.
@@ -287,6 +295,8 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
             summaries: Vec::new(),
         },
         hists: HashMap::new(),
+        invocation: 0,
+        slowest: None,
         progress: Progress::new(total),
     };
     eprintln!(
@@ -294,27 +304,30 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
         cfg.layout.label(),
         cfg.out.display()
     );
-    for &s in &cfg.scenarios {
-        match s {
-            Scenario::Throughput => {
-                r.closed_points("throughput", &[("max".into(), cfg.conns, cfg.size)])?
+    for invocation in 0..cfg.invocations.max(1) {
+        r.invocation = invocation;
+        for &s in &cfg.scenarios {
+            match s {
+                Scenario::Throughput => {
+                    r.closed_points("throughput", &[("max".into(), cfg.conns, cfg.size)])?
+                }
+                Scenario::Latency => r.latency()?,
+                Scenario::Conns => {
+                    let pts: Vec<_> = [100, 1_000, 10_000]
+                        .iter()
+                        .map(|&c| (format!("conns={c}"), c, cfg.size))
+                        .collect();
+                    r.closed_points("conns", &pts)?
+                }
+                Scenario::Sizes => {
+                    let pts: Vec<_> = [64, 1024, 16 * 1024, 64 * 1024]
+                        .iter()
+                        .map(|&b| (format!("size={b}"), cfg.conns, b))
+                        .collect();
+                    r.closed_points("sizes", &pts)?
+                }
+                Scenario::Skew => r.skew()?,
             }
-            Scenario::Latency => r.latency()?,
-            Scenario::Conns => {
-                let pts: Vec<_> = [100, 1_000, 10_000]
-                    .iter()
-                    .map(|&c| (format!("conns={c}"), c, cfg.size))
-                    .collect();
-                r.closed_points("conns", &pts)?
-            }
-            Scenario::Sizes => {
-                let pts: Vec<_> = [64, 1024, 16 * 1024, 64 * 1024]
-                    .iter()
-                    .map(|&b| (format!("size={b}"), cfg.conns, b))
-                    .collect();
-                r.closed_points("sizes", &pts)?
-            }
-            Scenario::Skew => r.skew()?,
         }
     }
     r.progress.finish();
@@ -327,14 +340,16 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
 
 fn planned_runs(cfg: &CompareConfig) -> usize {
     let n = cfg.servers.len() + cfg.external.len();
+    let inv = cfg.invocations.max(1);
     cfg.scenarios
         .iter()
         .map(|s| match s {
-            Scenario::Throughput => n * cfg.reps,
-            Scenario::Latency => n + n * cfg.reps * cfg.rate_fractions.len(),
-            Scenario::Conns => 3 * n * cfg.reps,
-            Scenario::Sizes => 4 * n * cfg.reps,
-            Scenario::Skew => 2 * 2 * cfg.reps,
+            Scenario::Throughput => inv * n * cfg.reps,
+            // The probe runs in the first invocation only.
+            Scenario::Latency => n + inv * n * cfg.reps * cfg.rate_fractions.len(),
+            Scenario::Conns => inv * 3 * n * cfg.reps,
+            Scenario::Sizes => inv * 4 * n * cfg.reps,
+            Scenario::Skew => inv * 2 * 2 * cfg.reps,
         })
         .sum()
 }
@@ -368,10 +383,19 @@ impl Runner<'_> {
         }
     }
 
-    /// Servers in the order for repetition `rep`: rotated each time, so no
-    /// server always runs first (alternation shares machine drift).
-    fn order(n: usize, rep: usize) -> impl Iterator<Item = usize> {
-        (0..n).map(move |i| (i + rep) % n)
+    /// Servers in the order for repetition `rep` of this invocation:
+    /// rotated each repetition, so no server always runs first (alternation
+    /// shares machine drift); odd invocations repeat the previous one's
+    /// orders reversed, so no server always follows the same one.
+    fn order(&self, n: usize, rep: usize) -> Vec<usize> {
+        // An odd invocation runs its predecessor's orders backwards: every
+        // server then follows each other one as often as it precedes it.
+        let k = rep + (self.invocation - self.invocation % 2) * self.cfg.reps;
+        let mut v: Vec<usize> = (0..n).map(|i| (i + k) % n.max(1)).collect();
+        if self.invocation % 2 == 1 {
+            v.reverse();
+        }
+        v
     }
 
     fn load_config(&self, server: &Server, mode: Mode, conns: usize, size: usize) -> LoadConfig {
@@ -400,8 +424,13 @@ impl Runner<'_> {
         rep: usize,
         lc: &LoadConfig,
     ) -> io::Result<RunRecord> {
+        let inv = if self.cfg.invocations > 1 {
+            format!(" invocation {}", self.invocation + 1)
+        } else {
+            String::new()
+        };
         self.progress.step(&format!(
-            "{scenario} {point} {} rep {}",
+            "{scenario} {point} {} rep {}{inv}",
             server.name,
             rep + 1
         ));
@@ -445,6 +474,7 @@ impl Runner<'_> {
             } else {
                 format!("{:?}", self.cfg.layout).to_lowercase()
             },
+            invocation: self.invocation + 1,
             repetition: rep + 1,
             load: res.report,
             server_usage: usage,
@@ -501,7 +531,7 @@ impl Runner<'_> {
                 })
                 .collect::<io::Result<Vec<_>>>()?;
             for rep in 0..self.cfg.reps {
-                for i in Self::order(servers.len(), rep) {
+                for i in self.order(servers.len(), rep) {
                     let mut lc = self.load_config(
                         &servers[i],
                         Mode::Closed { depth: 1 },
@@ -528,7 +558,7 @@ impl Runner<'_> {
         let servers = self.start_servers()?;
         for (point, conns, size) in points {
             for rep in 0..self.cfg.reps {
-                for i in Self::order(servers.len(), rep) {
+                for i in self.order(servers.len(), rep) {
                     let lc =
                         self.load_config(&servers[i], Mode::Closed { depth: 1 }, *conns, *size);
                     self.measure(scenario, point, &servers[i], rep, &lc)?;
@@ -543,23 +573,35 @@ impl Runner<'_> {
     /// absolute rates for all: fractions of the slowest server's maximum.
     fn latency(&mut self) -> io::Result<()> {
         let servers = self.start_servers()?;
-        let mut slowest = f64::MAX;
-        for s in &servers {
-            let lc = self.load_config(s, Mode::Closed { depth: 1 }, self.cfg.conns, self.cfg.size);
-            let rec = self.measure("latency", "max", s, 0, &lc)?;
-            slowest = slowest.min(rec.load.throughput);
-        }
-        if !(slowest.is_finite() && slowest > 0.0) {
-            return Err(io::Error::other(
-                "no server reached any throughput in the probe",
-            ));
-        }
+        let slowest = match self.slowest {
+            Some(s) => s,
+            None => {
+                let mut slowest = f64::MAX;
+                for s in &servers {
+                    let lc = self.load_config(
+                        s,
+                        Mode::Closed { depth: 1 },
+                        self.cfg.conns,
+                        self.cfg.size,
+                    );
+                    let rec = self.measure("latency", "max", s, 0, &lc)?;
+                    slowest = slowest.min(rec.load.throughput);
+                }
+                if !(slowest.is_finite() && slowest > 0.0) {
+                    return Err(io::Error::other(
+                        "no server reached any throughput in the probe",
+                    ));
+                }
+                self.slowest = Some(slowest);
+                slowest
+            }
+        };
         let cfg = self.cfg;
         for rep in 0..cfg.reps {
             for &f in &cfg.rate_fractions {
                 let rate = (slowest * f).round().max(1.0);
                 let point = format!("{:.0}% ({rate:.0}/s)", f * 100.0);
-                for i in Self::order(servers.len(), rep) {
+                for i in self.order(servers.len(), rep) {
                     let lc = self.load_config(
                         &servers[i],
                         Mode::Open { rate },

@@ -62,7 +62,20 @@ impl Progress {
     }
 }
 
+/// `median [low–high]`: the bootstrap interval over invocations when there
+/// is one, else the range over repetitions.
 fn med_range(s: &Stat, scale: f64, prec: usize) -> String {
+    if let Some((lo, hi)) = s.ci95 {
+        return format!(
+            "{:.*} [{:.*}–{:.*}]",
+            prec,
+            s.median * scale,
+            prec,
+            lo * scale,
+            prec,
+            hi * scale
+        );
+    }
     if s.min == s.max {
         format!("{:.*}", prec, s.median * scale)
     } else {
@@ -88,13 +101,21 @@ pub fn print_tables(results: &Results, layout: &str) {
     for s in &results.summaries {
         let key = format!("{} {}", s.scenario, s.point);
         if key != last {
-            println!(
-                "\n== {} @ {} ({} run{} each; median [min–max])",
-                s.scenario,
-                s.point,
-                s.runs,
-                if s.runs == 1 { "" } else { "s" }
-            );
+            if s.invocations > 1 {
+                println!(
+                    "\n== {} @ {} ({} invocations, {} runs each; median of per-invocation \
+                     medians [bootstrap 95 % interval])",
+                    s.scenario, s.point, s.invocations, s.runs
+                );
+            } else {
+                println!(
+                    "\n== {} @ {} ({} run{} each; median [min–max])",
+                    s.scenario,
+                    s.point,
+                    s.runs,
+                    if s.runs == 1 { "" } else { "s" }
+                );
+            }
             println!(
                 "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}",
                 "server",

@@ -46,6 +46,9 @@ pub struct RunRecord {
     pub point: String,
     pub server: String,
     pub layout: String,
+    /// Which invocation of the whole comparison (`--invocations`), from 1.
+    #[serde(default = "first")]
+    pub invocation: usize,
     pub repetition: usize,
     pub load: LoadReport,
     pub server_usage: ServerUsage,
@@ -53,12 +56,22 @@ pub struct RunRecord {
     pub hgrm: Option<String>,
 }
 
-/// Median and range of one metric over repetitions.
+fn first() -> usize {
+    1
+}
+
+/// Median and range of one metric over repetitions; with several
+/// invocations, the median and range of the per-invocation medians and a
+/// bootstrap 95 % interval of that median.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stat {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+    /// Bootstrap 95 % confidence interval of the median over invocations
+    /// (only with more than one invocation).
+    #[serde(default)]
+    pub ci95: Option<(f64, f64)>,
 }
 
 impl Stat {
@@ -78,8 +91,52 @@ impl Stat {
             median,
             min: v[0],
             max: v[v.len() - 1],
+            ci95: None,
         }
     }
+
+    /// Over invocations: each group is one invocation's values; the
+    /// statistic is over the groups' medians (so a noisy invocation counts
+    /// once, however many repetitions it had), with a bootstrap interval.
+    pub fn over_invocations(groups: &[Vec<f64>]) -> Stat {
+        let medians: Vec<f64> = groups
+            .iter()
+            .filter(|g| !g.is_empty())
+            .map(|g| Stat::of(g).median)
+            .collect();
+        let mut s = Stat::of(&medians);
+        if medians.len() > 1 {
+            s.ci95 = Some(bootstrap_ci95(&medians));
+        }
+        s
+    }
+}
+
+/// The 2.5th and 97.5th percentiles of the median of 2,000 resamples (with
+/// replacement) of `values`; a fixed seed, so the same data gives the same
+/// interval.
+pub fn bootstrap_ci95(values: &[f64]) -> (f64, f64) {
+    const RESAMPLES: usize = 2000;
+    let n = values.len();
+    let mut rng: u64 = 0x853C_49E6_748F_EA9B;
+    let mut next = || {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut sample = vec![0.0; n];
+    let mut medians: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            for x in sample.iter_mut() {
+                *x = values[(next() % n as u64) as usize];
+            }
+            Stat::of(&sample).median
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    let at = |q: f64| medians[((RESAMPLES - 1) as f64 * q).round() as usize];
+    (at(0.025), at(0.975))
 }
 
 /// Medians of one (scenario, point, server) over its *valid* repetitions:
@@ -90,6 +147,10 @@ pub struct Summary {
     pub scenario: String,
     pub point: String,
     pub server: String,
+    /// Invocations with valid runs; above 1, each `Stat` is over
+    /// per-invocation medians and carries a bootstrap interval.
+    #[serde(default = "first")]
+    pub invocations: usize,
     pub runs: usize,
     pub invalid_runs: usize,
     /// Closed-loop runs whose generator was saturated (throughput is a lower bound).
@@ -121,8 +182,25 @@ impl Summary {
 
     pub fn of(runs: &[&RunRecord]) -> Summary {
         let valid: Vec<&RunRecord> = runs.iter().copied().filter(|r| r.load.valid).collect();
+        let mut invocations: Vec<usize> = valid.iter().map(|r| r.invocation).collect();
+        invocations.sort_unstable();
+        invocations.dedup();
         let f = |g: &dyn Fn(&RunRecord) -> f64| {
-            Stat::of(&valid.iter().map(|r| g(r)).collect::<Vec<_>>())
+            if invocations.len() > 1 {
+                let groups: Vec<Vec<f64>> = invocations
+                    .iter()
+                    .map(|&i| {
+                        valid
+                            .iter()
+                            .filter(|r| r.invocation == i)
+                            .map(|r| g(r))
+                            .collect()
+                    })
+                    .collect();
+                Stat::over_invocations(&groups)
+            } else {
+                Stat::of(&valid.iter().map(|r| g(r)).collect::<Vec<_>>())
+            }
         };
         let per_k = |cs: u64, r: &RunRecord| {
             cs as f64 * 1000.0 / (r.load.throughput * r.load.duration_s).max(1.0)
@@ -131,6 +209,7 @@ impl Summary {
             scenario: runs[0].scenario.clone(),
             point: runs[0].point.clone(),
             server: runs[0].server.clone(),
+            invocations: invocations.len(),
             runs: runs.len(),
             invalid_runs: runs.iter().filter(|r| !r.load.valid).count(),
             generator_bound_runs: valid.iter().filter(|r| r.load.generator_bound).count(),
@@ -228,6 +307,33 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invocations_count_once_each_with_a_bootstrap_interval() {
+        // Three invocations: one with a wild repetition.
+        let s = Stat::over_invocations(&[vec![10.0, 12.0], vec![11.0, 500.0], vec![13.0]]);
+        assert_eq!(
+            s.median, 13.0,
+            "median of per-invocation medians 11, 255.5, 13"
+        );
+        let (lo, hi) = s.ci95.unwrap();
+        assert!(lo <= s.median && s.median <= hi, "{lo} {} {hi}", s.median);
+        assert_eq!(
+            Stat::over_invocations(&[vec![5.0], vec![5.0]]).ci95,
+            Some((5.0, 5.0))
+        );
+        assert_eq!(
+            Stat::over_invocations(&[vec![5.0, 6.0]]).ci95,
+            None,
+            "one invocation"
+        );
+        assert_eq!(
+            bootstrap_ci95(&[1.0, 2.0, 3.0]),
+            bootstrap_ci95(&[1.0, 2.0, 3.0])
+        );
+        let (lo, hi) = bootstrap_ci95(&[1.0, 2.0, 3.0, 4.0, 100.0]);
+        assert!(lo >= 1.0 && hi <= 100.0 && lo < hi);
+    }
 
     #[test]
     fn median_and_range() {
