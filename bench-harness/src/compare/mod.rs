@@ -383,19 +383,15 @@ impl Runner<'_> {
         }
     }
 
-    /// Servers in the order for repetition `rep` of this invocation:
-    /// rotated each repetition, so no server always runs first (alternation
-    /// shares machine drift); odd invocations repeat the previous one's
-    /// orders reversed, so no server always follows the same one.
+    /// Servers in the order for repetition `rep` of this invocation: run
+    /// `k = invocation × reps + rep` takes row `k` of a Williams design
+    /// (`williams`), so over every full cycle of rows each server runs in
+    /// each position, and directly after each other server, equally often
+    /// (alternation shares machine drift; nobody always follows the same
+    /// server).
     fn order(&self, n: usize, rep: usize) -> Vec<usize> {
-        // An odd invocation runs its predecessor's orders backwards: every
-        // server then follows each other one as often as it precedes it.
-        let k = rep + (self.invocation - self.invocation % 2) * self.cfg.reps;
-        let mut v: Vec<usize> = (0..n).map(|i| (i + k) % n.max(1)).collect();
-        if self.invocation % 2 == 1 {
-            v.reverse();
-        }
-        v
+        let rows = williams(n);
+        rows[(self.invocation * self.cfg.reps + rep) % rows.len()].clone()
     }
 
     fn load_config(&self, server: &Server, mode: Mode, conns: usize, size: usize) -> LoadConfig {
@@ -406,6 +402,7 @@ impl Runner<'_> {
         lc.warmup = self.cfg.warmup;
         lc.threads = 1;
         lc.arrivals = self.cfg.arrivals;
+        lc.arrival_seed = self.invocation as u64;
         lc.cores = self.cfg.layout.load_cores();
         // Pinned: the generator owns core 1, so it may poll between messages.
         if self.cfg.layout == Layout::Pinned {
@@ -446,8 +443,15 @@ impl Runner<'_> {
         // CPU is sampled over warm-up + window + drain; charge it to every
         // message of the run, not just the window's.
         let usage = ServerUsage::between(&before, &after, res.report.completed.max(measured));
+        // One file per run: the invocation is in the name when there are
+        // several, so a later invocation never overwrites an earlier one.
+        let inv = if self.cfg.invocations > 1 {
+            format!("-i{}", self.invocation + 1)
+        } else {
+            String::new()
+        };
         let file = format!(
-            "{scenario}-{}-{}-r{}.hgrm",
+            "{scenario}-{}-{}{inv}-r{}.hgrm",
             sanitize(point),
             server.name,
             rep + 1
@@ -617,6 +621,40 @@ impl Runner<'_> {
     }
 }
 
+/// A Williams design for `n` treatments: `n` orders (2`n` for odd `n`)
+/// in which each treatment appears once in each position and directly
+/// follows every other treatment equally often (once for even `n`, twice
+/// for odd `n` over the doubled design).
+pub fn williams(n: usize) -> Vec<Vec<usize>> {
+    if n <= 1 {
+        return vec![(0..n).collect()];
+    }
+    // First row: 0, 1, n-1, 2, n-2, 3, ...
+    let mut first = Vec::with_capacity(n);
+    let (mut lo, mut hi) = (1, n - 1);
+    first.push(0);
+    for j in 1..n {
+        if j % 2 == 1 {
+            first.push(lo);
+            lo += 1;
+        } else {
+            first.push(hi);
+            hi -= 1;
+        }
+    }
+    let mut rows: Vec<Vec<usize>> = (0..n)
+        .map(|r| first.iter().map(|&x| (x + r) % n).collect())
+        .collect();
+    if n % 2 == 1 {
+        let reversed: Vec<Vec<usize>> = rows
+            .iter()
+            .map(|r| r.iter().rev().copied().collect())
+            .collect();
+        rows.extend(reversed);
+    }
+    rows
+}
+
 fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -689,4 +727,42 @@ pub fn default_out(base: &Path) -> PathBuf {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     base.join(format!("results/{t}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::williams;
+
+    #[test]
+    fn williams_designs_balance_positions_and_successions() {
+        for n in 1..=9 {
+            let rows = williams(n);
+            assert_eq!(rows.len(), if n % 2 == 1 && n > 1 { 2 * n } else { n });
+            let mut at = vec![vec![0usize; n]; n];
+            let mut after = vec![vec![0usize; n]; n];
+            for r in &rows {
+                let mut sorted = r.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a permutation: {r:?}");
+                for (pos, &s) in r.iter().enumerate() {
+                    at[s][pos] += 1;
+                }
+                for w in r.windows(2) {
+                    after[w[0]][w[1]] += 1;
+                }
+            }
+            let per_pos = rows.len() / n;
+            assert!(at.iter().flatten().all(|&c| c == per_pos), "n={n}: {at:?}");
+            if n > 1 {
+                let per_pair = (rows.len() * (n - 1)) / (n * (n - 1));
+                for (a, row) in after.iter().enumerate() {
+                    for (b, &count) in row.iter().enumerate() {
+                        if a != b {
+                            assert_eq!(count, per_pair, "n={n}: {a} then {b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

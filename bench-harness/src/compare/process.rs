@@ -2,7 +2,7 @@
 //! listens, sample its CPU, memory and context switches from `/proc`, stop
 //! it by pid.
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -88,12 +88,21 @@ impl Server {
         let stderr_head = Arc::new(Mutex::new(Vec::new()));
         if let Some(err) = child.stderr.take() {
             let head = stderr_head.clone();
+            // Reads to EOF whatever comes (bytes, not UTF-8; a line of any
+            // length), so the server never meets a closed or full pipe.
             std::thread::spawn(move || {
-                for line in BufReader::new(err).lines() {
-                    let Ok(line) = line else { break };
+                let mut r = BufReader::new(err);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match r.by_ref().take(64 * 1024).read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
                     let mut h = head.lock().unwrap_or_else(|e| e.into_inner());
                     if h.len() < STDERR_LINES {
-                        h.push(line.chars().take(STDERR_LINE_CHARS).collect());
+                        let text = String::from_utf8_lossy(&line);
+                        h.push(text.trim_end().chars().take(STDERR_LINE_CHARS).collect());
                     }
                 }
             });

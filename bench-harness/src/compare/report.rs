@@ -91,6 +91,17 @@ fn med_range(s: &Stat, scale: f64, prec: usize) -> String {
     }
 }
 
+/// The most invocations any server of `s`'s table has valid runs in.
+fn invocations_in(results: &Results, s: &super::results::Summary) -> usize {
+    results
+        .summaries
+        .iter()
+        .filter(|x| x.scenario == s.scenario && x.point == s.point)
+        .map(|x| x.invocations)
+        .max()
+        .unwrap_or(1)
+}
+
 /// The tables, one per (scenario, point): median [min–max] over repetitions.
 pub fn print_tables(results: &Results, layout: &str) {
     println!(
@@ -101,11 +112,14 @@ pub fn print_tables(results: &Results, layout: &str) {
     for s in &results.summaries {
         let key = format!("{} {}", s.scenario, s.point);
         if key != last {
-            if s.invocations > 1 {
+            let invocations = invocations_in(results, s);
+            if invocations > 1 {
                 println!(
-                    "\n== {} @ {} ({} invocations, {} runs each; median of per-invocation \
-                     medians [bootstrap 95 % interval])",
-                    s.scenario, s.point, s.invocations, s.runs
+                    "\n== {} @ {} ({invocations} invocations; median of per-invocation medians \
+                     [their range; a bootstrap 95 % interval, marked CI, with {}+])",
+                    s.scenario,
+                    s.point,
+                    super::results::MIN_INVOCATIONS_FOR_CI
                 );
             } else {
                 println!(
@@ -158,6 +172,11 @@ pub fn print_tables(results: &Results, layout: &str) {
         }
         if s.generator_bound_runs > 0 {
             flag += "  (generator-bound: a lower bound)";
+        }
+        if s.p99_us.ci95.is_some() {
+            flag += "  (CI)";
+        } else if s.invocations == 1 && invocations_in(results, s) > 1 {
+            flag += "  (valid runs in 1 invocation only: range over its repetitions)";
         }
         println!(
             "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10.0} {:>10.2} {:>9.2} {:>12.1}{flag}",

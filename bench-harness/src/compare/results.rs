@@ -60,9 +60,15 @@ fn first() -> usize {
     1
 }
 
+/// Invocations needed before a bootstrap interval means more than the
+/// range (see [`Stat`]).
+pub const MIN_INVOCATIONS_FOR_CI: usize = 6;
+
 /// Median and range of one metric over repetitions; with several
-/// invocations, the median and range of the per-invocation medians and a
-/// bootstrap 95 % interval of that median.
+/// invocations, the median and range of the per-invocation medians, and
+/// from 6 invocations on a bootstrap 95 % interval of that median (with
+/// fewer, every resampled median is the smallest or the largest one at
+/// least 2.5 % of the time, so the "interval" would be the range).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stat {
     pub median: f64,
@@ -105,7 +111,7 @@ impl Stat {
             .map(|g| Stat::of(g).median)
             .collect();
         let mut s = Stat::of(&medians);
-        if medians.len() > 1 {
+        if medians.len() >= MIN_INVOCATIONS_FOR_CI {
             s.ci95 = Some(bootstrap_ci95(&medians));
         }
         s
@@ -255,9 +261,13 @@ pub struct Results {
 }
 
 impl Results {
+    /// Writes the file whole or not at all (a temporary file renamed over
+    /// it), so an interrupted comparison never leaves a truncated one.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(path, json)
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, path)
     }
 
     pub fn load(path: &Path) -> io::Result<Results> {
@@ -316,11 +326,18 @@ mod tests {
             s.median, 13.0,
             "median of per-invocation medians 11, 255.5, 13"
         );
-        let (lo, hi) = s.ci95.unwrap();
+        assert_eq!((s.min, s.max), (11.0, 255.5), "the range of those medians");
+        assert_eq!(s.ci95, None, "3 invocations: a range, not an interval");
+        let six: Vec<Vec<f64>> = [10.0, 11.0, 12.0, 13.0, 14.0, 90.0]
+            .iter()
+            .map(|&x| vec![x])
+            .collect();
+        let s = Stat::over_invocations(&six);
+        let (lo, hi) = s.ci95.expect("6 invocations");
         assert!(lo <= s.median && s.median <= hi, "{lo} {} {hi}", s.median);
-        assert_eq!(
-            Stat::over_invocations(&[vec![5.0], vec![5.0]]).ci95,
-            Some((5.0, 5.0))
+        assert!(
+            hi < 90.0,
+            "one outlier invocation does not set the bound: {hi}"
         );
         assert_eq!(
             Stat::over_invocations(&[vec![5.0, 6.0]]).ci95,

@@ -70,7 +70,7 @@ pub fn run_thread(
     let spin = Duration::from_micros(cfg.spin_us);
     let mut buf = vec![0u8; 256 * 1024];
     let interval_ns = if rate > 0.0 { 1e9 / rate } else { 0.0 };
-    let mut schedule = Schedule::new(cfg.arrivals, interval_ns, thread.0, thread.1);
+    let mut schedule = Schedule::new(cfg.arrivals, interval_ns, thread, cfg.arrival_seed);
     let mut next_msg: u64 = 0;
     let mut dirty: Vec<usize> = Vec::with_capacity(conns.len());
     let mut ready: Vec<(usize, u32)> = Vec::with_capacity(conns.len().max(16));

@@ -52,6 +52,10 @@ pub struct LoadConfig {
     pub lag_limit_us: u64,
     /// Open loop: the arrival process.
     pub arrivals: schedule::Arrivals,
+    /// Poisson arrivals: which sequence (compare uses the invocation, so
+    /// every server of one invocation meets the same arrivals and each
+    /// invocation other ones).
+    pub arrival_seed: u64,
     /// Open loop: when the next message is due within this many µs, poll
     /// instead of sleeping (a kernel sleep and wake-up per message costs
     /// more than the message). Only for a generator with a core of its own:
@@ -74,6 +78,7 @@ impl LoadConfig {
             drain: Duration::from_secs(2),
             lag_limit_us: 1_000,
             arrivals: schedule::Arrivals::Uniform,
+            arrival_seed: 0,
             spin_us: 0,
         }
     }

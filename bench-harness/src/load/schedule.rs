@@ -33,14 +33,22 @@ pub struct Schedule {
 
 impl Schedule {
     /// Thread `thread` of `threads`, `interval_ns` between its messages on
-    /// average (0: no open-loop messages).
-    pub fn new(arrivals: Arrivals, interval_ns: f64, thread: usize, threads: usize) -> Schedule {
+    /// average (0: no open-loop messages); `seed` picks the Poisson
+    /// sequence (the same seed replays it exactly).
+    pub fn new(
+        arrivals: Arrivals,
+        interval_ns: f64,
+        (thread, threads): (usize, usize),
+        seed: u64,
+    ) -> Schedule {
         let mut s = Schedule {
             arrivals,
             interval_ns,
             next_ns: 0.0,
             // Any non-zero seed; distinct per thread, fixed per run.
-            rng: 0x9E37_79B9_7F4A_7C15 ^ (thread as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+            rng: (0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x94D0_49BB_1331_11EB))
+                ^ (thread as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+                | 1,
         };
         s.next_ns = match arrivals {
             Arrivals::Uniform => interval_ns * thread as f64 / threads.max(1) as f64,
@@ -99,22 +107,33 @@ mod tests {
 
     #[test]
     fn poisson_gaps_have_the_mean_interval_and_an_exponential_spread() {
-        let mut s = Schedule::new(Arrivals::Poisson, 10_000.0, 0, 1);
+        let mut s = Schedule::new(Arrivals::Poisson, 10_000.0, (0, 1), 0);
         let (mean, cv) = mean_cv(&gaps(&mut s, 200_000));
         assert!((mean / 10_000.0 - 1.0).abs() < 0.01, "mean gap {mean}");
         // An exponential distribution's standard deviation equals its mean.
         assert!((cv - 1.0).abs() < 0.02, "coefficient of variation {cv}");
         // Seeded: the same thread gets the same schedule.
-        let a = gaps(&mut Schedule::new(Arrivals::Poisson, 10_000.0, 3, 4), 10);
-        let b = gaps(&mut Schedule::new(Arrivals::Poisson, 10_000.0, 3, 4), 10);
+        let a = gaps(
+            &mut Schedule::new(Arrivals::Poisson, 10_000.0, (3, 4), 7),
+            10,
+        );
+        let b = gaps(
+            &mut Schedule::new(Arrivals::Poisson, 10_000.0, (3, 4), 7),
+            10,
+        );
         assert_eq!(a, b);
+        let c = gaps(
+            &mut Schedule::new(Arrivals::Poisson, 10_000.0, (3, 4), 8),
+            10,
+        );
+        assert_ne!(a, c, "another seed, another sequence");
     }
 
     #[test]
     fn uniform_threads_interleave_instead_of_bursting() {
-        let t0 = Schedule::new(Arrivals::Uniform, 1_000.0, 0, 4);
-        let t1 = Schedule::new(Arrivals::Uniform, 1_000.0, 1, 4);
-        let t3 = Schedule::new(Arrivals::Uniform, 1_000.0, 3, 4);
+        let t0 = Schedule::new(Arrivals::Uniform, 1_000.0, (0, 4), 0);
+        let t1 = Schedule::new(Arrivals::Uniform, 1_000.0, (1, 4), 0);
+        let t3 = Schedule::new(Arrivals::Uniform, 1_000.0, (3, 4), 0);
         assert_eq!((t0.due(), t1.due(), t3.due()), (0, 250, 750));
         let mut s = t1.clone();
         let (mean, cv) = mean_cv(&gaps(&mut s, 1_000));
