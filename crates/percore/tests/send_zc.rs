@@ -11,6 +11,21 @@ use std::sync::Arc;
 use common::{driver, poll_once, tcp_pair, CountedBuf, Counts};
 use percore::Driver;
 
+/// Reads until nothing arrives for `quiet_ms` (or the peer closes).
+async fn drain_until_quiet(server: &percore::net::TcpStream, quiet_ms: u64) {
+    loop {
+        let r = percore::time::timeout(
+            std::time::Duration::from_millis(quiet_ms),
+            server.read(Vec::with_capacity(1 << 20)),
+        )
+        .await;
+        match r {
+            Ok((Ok(n), _)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
@@ -99,17 +114,7 @@ fn a_dropped_zero_copy_write_keeps_its_buffer_until_the_final_cqe() {
                 );
             }
             // Drain what arrived so the next round's send can proceed.
-            loop {
-                let r = percore::time::timeout(
-                    std::time::Duration::from_millis(5),
-                    server.read(Vec::with_capacity(1 << 20)),
-                )
-                .await;
-                match r {
-                    Ok((Ok(n), _)) if n > 0 => {}
-                    _ => break,
-                }
-            }
+            drain_until_quiet(&server, 5).await;
             for _ in 0..3 {
                 percore::nop().await.unwrap();
             }
@@ -157,18 +162,7 @@ fn an_unread_zero_copy_write_holds_its_buffer_until_the_peer_reads() {
             1,
             "buffer freed while the kernel still held its pages"
         );
-        // Drain until the connection has been quiet for 200 ms.
-        loop {
-            let r = percore::time::timeout(
-                std::time::Duration::from_millis(200),
-                server.read(Vec::with_capacity(1 << 20)),
-            )
-            .await;
-            match r {
-                Ok((Ok(n), _)) if n > 0 => {}
-                _ => break,
-            }
-        }
+        drain_until_quiet(&server, 200).await;
         for _ in 0..100 {
             if c.live() == 0 {
                 break;

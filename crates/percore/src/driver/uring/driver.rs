@@ -193,16 +193,7 @@ impl Driver {
         waker: Waker,
         metrics: &WorkerMetrics,
     ) -> io::Result<u32> {
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Slot::InFlight(Some(waker));
-                i
-            }
-            None => {
-                self.slots.push(Slot::InFlight(Some(waker)));
-                u32::try_from(self.slots.len() - 1).expect("more than 2^32 ops in flight")
-            }
-        };
+        let idx = self.take_slot(Slot::InFlight(Some(waker)));
         // SAFETY: forwarded from this function's contract.
         match unsafe { self.push(entry.user_data(u64::from(idx)), metrics) } {
             Ok(()) => {
@@ -213,6 +204,20 @@ impl Driver {
                 self.slots[idx as usize] = Slot::Free;
                 self.free.push(idx);
                 Err(e)
+            }
+        }
+    }
+
+    /// Puts `slot` in a free slot (or a new one) and returns its index.
+    fn take_slot(&mut self, slot: Slot) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("more than 2^32 ops in flight")
             }
         }
     }
@@ -239,16 +244,7 @@ impl Driver {
             keep,
             cancelling: false,
         };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = slot;
-                i
-            }
-            None => {
-                self.slots.push(slot);
-                u32::try_from(self.slots.len() - 1).expect("more than 2^32 ops in flight")
-            }
-        };
+        let idx = self.take_slot(slot);
         // SAFETY: forwarded from this function's contract.
         match unsafe { self.push(entry.user_data(u64::from(idx)), metrics) } {
             Ok(()) => {
