@@ -643,12 +643,17 @@ impl Driver {
                                 d.release_fd();
                             }
                         }
-                        // Its notification: now the op is over, with the
-                        // result its first CQE carried (0 if a kernel ever
-                        // posted the notification first).
-                        ud if flags & IORING_CQE_F_NOTIF != 0 => {
-                            metrics.zc_notifs.bump();
-                            let res = self.zc_results.remove(&(ud as u32)).unwrap_or(0);
+                        _ => {
+                            // A zero-copy send's notification: now the op
+                            // is over, with the result its first CQE carried
+                            // (0 if a kernel ever posted the notification
+                            // first).
+                            let (res, flags) = if flags & IORING_CQE_F_NOTIF != 0 {
+                                metrics.zc_notifs.bump();
+                                (self.zc_results.remove(&(ud as u32)).unwrap_or(0), 0)
+                            } else {
+                                (res, flags)
+                            };
                             complete_slot(
                                 &mut self.slots,
                                 &mut self.free,
@@ -658,20 +663,9 @@ impl Driver {
                                 &mut self.over_cap,
                                 ud as u32,
                                 res,
-                                0,
+                                flags,
                             )
                         }
-                        _ => complete_slot(
-                            &mut self.slots,
-                            &mut self.free,
-                            &mut self.in_flight,
-                            &mut self.wakers,
-                            &mut self.dead,
-                            &mut self.over_cap,
-                            ud as u32,
-                            res,
-                            flags,
-                        ),
                     }
                 }
                 drop(cq);
