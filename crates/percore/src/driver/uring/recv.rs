@@ -255,11 +255,10 @@ fn arm(sock: &Socket) -> Armed {
         let keep = Box::new(MultiRecvData {
             _socket: sock.clone(),
         });
-        // SAFETY: the SQE holds no pointer of ours: the kernel writes only
-        // into pool buffers it selects (the pool outlives every op that can
-        // select one: the driver holds it, or leaks it at teardown with ops
-        // in flight). The fd stays open through `keep`, which the driver
-        // holds until the final CQE.
+        // SAFETY: no pointer of ours in the SQE; the kernel writes only pool
+        // buffers, and the pool outlives every op that can select one (held
+        // by the driver, leaked at teardown with ops in flight); the fd stays
+        // open through `keep` until the final CQE.
         match unsafe { ring.start_multishot(entry, cell.clone(), keep, &w.metrics) } {
             Ok(slot) => {
                 w.metrics.recv_arms.bump();
