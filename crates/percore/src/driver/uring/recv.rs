@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -73,6 +74,9 @@ struct State {
 #[derive(Default)]
 pub(crate) struct MultiRecv {
     state: Mutex<State>,
+    /// `recv_pooled` was ever called: until then `read` need not look at
+    /// (or lock) the state, which keeps the plain read path lock-free.
+    used: AtomicBool,
 }
 
 impl MultiRecv {
@@ -82,6 +86,9 @@ impl MultiRecv {
 
     /// Whether bytes may be queued here: `read` must take them first.
     pub(crate) fn active(&self) -> bool {
+        if !self.used.load(Relaxed) {
+            return false;
+        }
         let s = self.lock();
         s.armed.is_some() || !s.partial.is_empty() || s.fallback.is_some()
     }
@@ -99,6 +106,7 @@ impl MultiRecv {
         sock: &Socket,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<RecvBuf>> {
+        self.used.store(true, Relaxed);
         let mut s = self.lock();
         if let Some(p) = s.partial.pop_front() {
             return Poll::Ready(Ok(p));
