@@ -91,6 +91,15 @@ fn med_range(s: &Stat, scale: f64, prec: usize) -> String {
     }
 }
 
+/// A cell the generator's lag may distort in `runs` runs, marked `!`.
+fn mark(cell: String, runs: usize) -> String {
+    if runs > 0 {
+        format!("{cell}!")
+    } else {
+        cell
+    }
+}
+
 /// The most invocations any server of `s`'s table has valid runs in.
 fn invocations_in(results: &Results, s: &super::results::Summary) -> usize {
     results
@@ -173,6 +182,12 @@ pub fn print_tables(results: &Results, layout: &str) {
         if s.generator_bound_runs > 0 {
             flag += "  (generator-bound: a lower bound)";
         }
+        if s.unreliable_p99_runs + s.unreliable_p999_runs > 0 {
+            flag += &format!(
+                "  (! generator lag > 10 % of the latency at p99 in {} run(s), at p99.9 in {})",
+                s.unreliable_p99_runs, s.unreliable_p999_runs
+            );
+        }
         if s.p99_us.ci95.is_some() {
             flag += "  (CI)";
         } else if s.invocations == 1 && invocations_in(results, s) > 1 {
@@ -183,8 +198,8 @@ pub fn print_tables(results: &Results, layout: &str) {
             s.server,
             med_range(&s.throughput, 1.0, 0),
             med_range(&s.p50_us, 1.0, 0),
-            med_range(&s.p99_us, 1.0, 0),
-            med_range(&s.p999_us, 1.0, 0),
+            mark(med_range(&s.p99_us, 1.0, 0), s.unreliable_p99_runs),
+            mark(med_range(&s.p999_us, 1.0, 0), s.unreliable_p999_runs),
             s.max_us.median,
             s.user_us_per_msg.median,
             s.sys_us_per_msg.median,

@@ -165,6 +165,15 @@ pub struct Summary {
     pub p50_us: Stat,
     pub p99_us: Stat,
     pub p999_us: Stat,
+    /// p99 from the actual send time (uncorrected), beside `p99_us`.
+    #[serde(default)]
+    pub p99_uncorrected_us: Stat,
+    /// Valid runs whose p99 / p99.9 the generator's lag could distort
+    /// (`LoadReport::unreliable`).
+    #[serde(default)]
+    pub unreliable_p99_runs: usize,
+    #[serde(default)]
+    pub unreliable_p999_runs: usize,
     pub max_us: Stat,
     pub user_us_per_msg: Stat,
     pub sys_us_per_msg: Stat,
@@ -223,6 +232,15 @@ impl Summary {
             p50_us: f(&|r| r.load.latency.p50 as f64),
             p99_us: f(&|r| r.load.latency.p99 as f64),
             p999_us: f(&|r| r.load.latency.p999 as f64),
+            p99_uncorrected_us: f(&|r| r.load.latency_uncorrected.p99 as f64),
+            unreliable_p99_runs: valid
+                .iter()
+                .filter(|r| r.load.unreliable.iter().any(|u| u == "p99"))
+                .count(),
+            unreliable_p999_runs: valid
+                .iter()
+                .filter(|r| r.load.unreliable.iter().any(|u| u == "p99.9"))
+                .count(),
             max_us: f(&|r| r.load.latency.max as f64),
             user_us_per_msg: f(&|r| r.server_usage.user_us_per_msg),
             sys_us_per_msg: f(&|r| r.server_usage.sys_us_per_msg),

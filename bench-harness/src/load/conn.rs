@@ -1,5 +1,5 @@
 //! One load connection: its outgoing bytes, the messages awaiting their
-//! echo (intended send times), and the verification cursor.
+//! echo (intended and actual send times), and the verification cursor.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -13,9 +13,9 @@ pub struct Conn {
     tx: Vec<u8>,
     tx_pos: usize,
     pub writable: bool,
-    /// Intended send times (ns since the run's start) of messages not yet
-    /// fully echoed, oldest first.
-    pending: VecDeque<u64>,
+    /// Intended and actual send times (ns since the run's start) of
+    /// messages not yet fully echoed, oldest first.
+    pending: VecDeque<(u64, u64)>,
     next_seq: u64,
     rx_seq: u64,
     rx_off: usize,
@@ -50,15 +50,16 @@ impl Conn {
     }
 
     /// Intended send times of the messages still unanswered.
-    pub fn pending_intended(&self) -> impl Iterator<Item = u64> + '_ {
+    pub fn pending_intended(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.pending.iter().copied()
     }
 
-    /// Queues the next message, intended at `intended_ns`.
-    pub fn enqueue(&mut self, size: usize, intended_ns: u64) {
+    /// Queues the next message, intended at `intended_ns` and issued (its
+    /// write follows at once unless the socket is full) at `sent_ns`.
+    pub fn enqueue(&mut self, size: usize, intended_ns: u64, sent_ns: u64) {
         payload::append(&mut self.tx, self.id, self.next_seq, size);
         self.next_seq += 1;
-        self.pending.push_back(intended_ns);
+        self.pending.push_back((intended_ns, sent_ns));
     }
 
     /// Writes queued bytes until done or the socket is full.
@@ -85,12 +86,12 @@ impl Conn {
     }
 
     /// Reads everything available, verifying each byte; calls `done` with
-    /// the intended time of each completed message.
+    /// the intended and actual send times of each completed message.
     pub fn read(
         &mut self,
         buf: &mut [u8],
         size: usize,
-        mut done: impl FnMut(u64),
+        mut done: impl FnMut(u64, u64),
     ) -> io::Result<ReadOutcome> {
         loop {
             let n = match (&self.sock).read(buf) {
@@ -128,8 +129,8 @@ impl Conn {
                 if self.rx_off == size {
                     self.rx_off = 0;
                     self.rx_seq += 1;
-                    let intended = self.pending.pop_front().expect("checked non-empty");
-                    done(intended);
+                    let (intended, sent) = self.pending.pop_front().expect("checked non-empty");
+                    done(intended, sent);
                 }
             }
             // A short read drained the socket: with edge-triggered epoll the

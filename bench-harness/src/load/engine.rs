@@ -23,6 +23,9 @@ use crate::hist::{new_histogram, record};
 /// What one thread measured.
 pub struct ThreadResult {
     pub latency: Histogram<u64>,
+    /// From the actual send instead of the intended one (what a
+    /// closed-loop tool would report; wrk2's "uncorrected" histogram).
+    pub latency_uncorrected: Histogram<u64>,
     pub send_lag: Histogram<u64>,
     pub sent: u64,
     pub completed: u64,
@@ -57,6 +60,7 @@ pub fn run_thread(
     let drain_until = end_ns + cfg.drain.as_nanos() as u64;
     let mut r = ThreadResult {
         latency: new_histogram(),
+        latency_uncorrected: new_histogram(),
         send_lag: new_histogram(),
         sent: 0,
         completed: 0,
@@ -83,7 +87,7 @@ pub fn run_thread(
         let now = ns(Instant::now());
         for c in conns.iter_mut() {
             for _ in 0..depth {
-                c.enqueue(size, now);
+                c.enqueue(size, now, now);
                 r.sent += 1;
             }
             c.flush()?;
@@ -115,12 +119,16 @@ pub fn run_thread(
             // so a server that drops messages cannot show a good tail.
             let deadline = now.max(end_ns);
             for c in &conns {
-                for intended in c.pending_intended() {
+                for (intended, sent) in c.pending_intended() {
                     r.unanswered += 1;
                     // In the histogram, not in `in_window`: throughput
                     // counts answered messages only.
                     if intended >= warm_ns && intended < end_ns {
                         record(&mut r.latency, deadline.saturating_sub(intended) / 1000);
+                        record(
+                            &mut r.latency_uncorrected,
+                            deadline.saturating_sub(sent) / 1000,
+                        );
                     }
                 }
             }
@@ -134,7 +142,7 @@ pub fn run_thread(
                     break;
                 }
                 let ci = (next_msg % conns.len() as u64) as usize;
-                conns[ci].enqueue(size, due);
+                conns[ci].enqueue(size, due, now);
                 // Lag during warm-up is the generator settling in, not a
                 // measurement: it neither counts nor invalidates the run.
                 if due >= warm_ns {
@@ -180,10 +188,11 @@ pub fn run_thread(
                 continue;
             }
             let mut finished = 0u64;
-            let outcome = c.read(&mut buf, size, |intended| {
+            let outcome = c.read(&mut buf, size, |intended, sent| {
                 finished += 1;
                 if intended >= warm_ns && intended < end_ns {
                     record(&mut r.latency, now.saturating_sub(intended) / 1000);
+                    record(&mut r.latency_uncorrected, now.saturating_sub(sent) / 1000);
                     r.in_window += 1;
                 }
             })?;
@@ -191,7 +200,7 @@ pub fn run_thread(
             if let Mode::Closed { .. } = cfg.mode {
                 if now < end_ns {
                     for _ in 0..finished {
-                        c.enqueue(size, now);
+                        c.enqueue(size, now, now);
                         r.sent += 1;
                     }
                     c.flush()?;

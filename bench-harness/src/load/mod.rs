@@ -106,6 +106,16 @@ pub struct LoadReport {
     pub throughput: f64,
     /// Round-trip latency in µs, from the intended send time.
     pub latency: Percentiles,
+    /// Round-trip latency in µs from the actual send (uncorrected for the
+    /// generator's own delays, as a closed-loop tool measures): beside the
+    /// corrected one, the gap between the two is the generator's share.
+    #[serde(default)]
+    pub latency_uncorrected: Percentiles,
+    /// Open loop: the latency percentiles ("p50", "p99", "p99.9") at which
+    /// the send lag at the same percentile exceeds 10 % of the latency, so
+    /// that figure is more the generator's than the server's.
+    #[serde(default)]
+    pub unreliable: Vec<String>,
     /// Open loop: how late the generator issued messages, in µs.
     pub send_lag: Percentiles,
     /// Busiest generator thread's share of the measured window spent
@@ -118,6 +128,20 @@ pub struct LoadReport {
     pub generator_bound: bool,
     pub valid: bool,
     pub invalid_reason: Option<String>,
+}
+
+/// The latency percentiles the generator's own lag at the same percentile
+/// could distort: lag above 10 % of the latency.
+pub fn unreliable_percentiles(latency: &Percentiles, lag: &Percentiles) -> Vec<String> {
+    [
+        ("p50", latency.p50, lag.p50),
+        ("p99", latency.p99, lag.p99),
+        ("p99.9", latency.p999, lag.p999),
+    ]
+    .iter()
+    .filter(|(_, lat, lag)| *lag * 10 > *lat)
+    .map(|(name, _, _)| name.to_string())
+    .collect()
 }
 
 /// A report and its latency histogram.
@@ -189,6 +213,7 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
             .collect()
     });
     let mut latency = new_histogram();
+    let mut uncorrected = new_histogram();
     let mut lag = new_histogram();
     let (mut sent, mut completed, mut in_window, mut unanswered) = (0, 0, 0, 0);
     let (mut cpu, mut busy_max) = (Duration::ZERO, 0.0f64);
@@ -199,6 +224,9 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
             unmeasured += 1;
         }
         latency.add(&r.latency).expect("same bounds");
+        uncorrected
+            .add(&r.latency_uncorrected)
+            .expect("same bounds");
         lag.add(&r.send_lag).expect("same bounds");
         sent += r.sent;
         completed += r.completed;
@@ -214,6 +242,11 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
         }
     }
     let send_lag = Percentiles::of(&lag);
+    let lat = Percentiles::of(&latency);
+    let unreliable = match cfg.mode {
+        Mode::Open { .. } => unreliable_percentiles(&lat, &send_lag),
+        Mode::Closed { .. } => Vec::new(),
+    };
     let mut invalid = Vec::new();
     if unanswered > 0 {
         invalid.push(format!(
@@ -251,7 +284,9 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
         completed,
         unanswered,
         throughput: in_window as f64 / cfg.duration.as_secs_f64(),
-        latency: Percentiles::of(&latency),
+        latency: lat,
+        latency_uncorrected: Percentiles::of(&uncorrected),
+        unreliable,
         send_lag,
         gen_busy_max: busy_max,
         gen_cpu_us_per_msg: if in_window > 0 {
