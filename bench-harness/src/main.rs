@@ -130,6 +130,19 @@ struct CompareArgs {
     /// Open loop: evenly spaced messages or Poisson arrivals.
     #[arg(long, value_enum, default_value = "uniform")]
     arrivals: Arrivals,
+    /// `sweep` scenario: open-loop rates as fractions of the fastest
+    /// server's closed-loop maximum, light load to past saturation.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.2,0.4,0.6,0.75,0.9,1.05,1.2"
+    )]
+    sweep: Vec<f64>,
+    /// `sweep` scenario: the p99 a server must stay under, in µs (p99.9
+    /// under 10x that); each server's capacity is the highest rate it
+    /// meets this at (and at every lower rate).
+    #[arg(long, default_value_t = 1000.0)]
+    slo_p99: f64,
     /// Repeat the whole comparison this many times (fresh server processes
     /// each time; latency rates fixed by the first). Tables then show the
     /// median of per-invocation medians with a bootstrap 95 % interval.
@@ -294,6 +307,16 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
             format!("server names must be unique: {}", names.join(", ")),
         ));
     }
+    if a.sweep.is_empty()
+        || a.sweep.iter().any(|f| !(*f > 0.0 && *f <= 3.0))
+        || a.slo_p99.is_nan()
+        || a.slo_p99 <= 0.0
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--sweep fractions must be in (0, 3] and --slo-p99 positive (µs)",
+        ));
+    }
     if a.invocations == 0 || a.invocations > 100 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -327,6 +350,8 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
         size: a.size,
         rate_fractions: a.rates,
         invocations: a.invocations,
+        sweep_fractions: a.sweep,
+        slo_p99_us: a.slo_p99,
         arrivals: a.arrivals,
         out: a.out.unwrap_or_else(|| compare::default_out(&workspace)),
         percore_echo: a.percore_echo.unwrap_or_else(|| dir.join("percore-echo")),

@@ -253,6 +253,7 @@ fn results_json_round_trips_through_its_schema() {
         cpu_model: "test cpu".into(),
         git_revision: Some("abc".into()),
         command: "bench-harness compare".into(),
+        slo_p99_us: None,
         server_startup: vec![ServerStartup {
             server: "test".into(),
             lines: vec!["worker 0 on core 0".into()],
@@ -350,6 +351,66 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("latency-")));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The sweep end to end: one probe per server, then every server at every
+/// swept rate, a capacity table and the sweep plot.
+#[test]
+fn the_sweep_runs_every_server_at_the_same_rates_and_reports_capacity() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let dir = std::env::temp_dir().join(format!("bh-sweep-{}", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .args([
+            "compare",
+            "--scenarios",
+            "sweep",
+            "--servers",
+            "uring-loop,epoll-loop",
+        ])
+        .args(["--sweep", "0.1,0.3", "--slo-p99", "5000", "--reps", "1"])
+        .args([
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--conns",
+            "8",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, r) = succeeded(&out, &dir);
+    assert_eq!(r.runs.len(), 2 + 2 * 2, "2 probes, 2 servers x 2 rates");
+    assert_eq!(r.slo_p99_us, Some(5000.0));
+    let rates = |server: &str| {
+        let mut v: Vec<String> = r
+            .runs
+            .iter()
+            .filter(|x| x.server == server && x.point != "max")
+            .map(|x| x.point.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        rates("uring-loop"),
+        rates("epoll-loop"),
+        "the same absolute rates"
+    );
+    assert!(
+        stdout.contains("== sweep: capacity at p99 <= 5000"),
+        "{stdout}"
+    );
+    for s in ["uring-loop", "epoll-loop"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(s)),
+            "{s} in the tables:\n{stdout}"
+        );
+    }
+    assert!(dir.join("sweep-p99.svg").exists() || r.summaries.iter().all(|s| !s.enough_valid()));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -556,6 +617,8 @@ fn compare_and_load_refuse_bad_arguments_before_starting_anything() {
         ("--duration", "0"),
         ("--reps", "0"),
         ("--invocations", "0"),
+        ("--sweep", "0"),
+        ("--slo-p99", "0"),
     ] {
         let out = std::process::Command::new(exe)
             .args(["compare", "--servers", "uring-loop", arg, value, "--out"])
@@ -642,6 +705,79 @@ fn servers_die_with_the_harness() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The sweep's verdict: each server's capacity is the highest offered
+/// rate at which it met the SLO (p99 and p99.9 medians, valid runs) there
+/// and at every lower rate.
+#[test]
+fn sweep_capacity_is_the_last_rate_before_the_first_miss() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f);
+    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
+        .unwrap()
+        .report;
+    let run = |server: &str, rate: u32, p99: u64, p999: u64, valid: bool| {
+        let mut load = report.clone();
+        load.latency.p99 = p99;
+        load.latency.p999 = p999;
+        load.valid = valid;
+        RunRecord {
+            scenario: "sweep".into(),
+            point: format!("{rate}/s"),
+            server: server.into(),
+            layout: "pinned".into(),
+            invocation: 1,
+            repetition: 1,
+            load,
+            server_usage: ServerUsage::default(),
+            hgrm: None,
+        }
+    };
+    let mut results = Results {
+        schema_version: SCHEMA_VERSION,
+        started_unix_s: 1,
+        kernel: "test".into(),
+        cores: 2,
+        cpu_model: String::new(),
+        git_revision: None,
+        command: "test".into(),
+        slo_p99_us: Some(1000.0),
+        server_startup: Vec::new(),
+        runs: vec![
+            // a: meets at 100 and 200, misses p99 at 300, "meets" again at 400.
+            run("a", 300, 5_000, 6_000, true),
+            run("a", 100, 50, 100, true),
+            run("a", 200, 900, 2_000, true),
+            run("a", 400, 10, 20, true),
+            // b: misses at once.
+            run("b", 100, 2_000, 3_000, true),
+            // c: p99 fine but p99.9 over 10x at 200; d: an invalid run at 200.
+            run("c", 100, 10, 100, true),
+            run("c", 200, 10, 20_000, true),
+            run("d", 100, 10, 100, true),
+            run("d", 200, 10, 100, false),
+        ],
+        summaries: Vec::new(),
+    };
+    results.summarize();
+    let caps = bench_harness::compare::report::capacities(&results, 1000.0);
+    let get = |n: &str| caps.iter().find(|c| c.server == n).unwrap().clone();
+    assert_eq!(
+        (get("a").rate, get("a").missed_at),
+        (Some(200.0), Some(300.0))
+    );
+    assert_eq!(get("a").p99_us, Some(900.0));
+    assert_eq!((get("b").rate, get("b").missed_at), (None, Some(100.0)));
+    assert_eq!(
+        (get("c").rate, get("c").missed_at),
+        (Some(100.0), Some(200.0))
+    );
+    assert_eq!(
+        (get("d").rate, get("d").missed_at),
+        (Some(100.0), Some(200.0))
+    );
+}
+
 /// Invalid runs are left out of every statistic: they do not move a median
 /// or a range, and a repeated point with fewer than 2 valid runs gets no
 /// figure at all.
@@ -678,6 +814,7 @@ fn an_invalid_run_does_not_move_a_median() {
         cpu_model: String::new(),
         git_revision: None,
         command: "test".into(),
+        slo_p99_us: None,
         server_startup: Vec::new(),
         runs: vec![
             run(100, true, 1),

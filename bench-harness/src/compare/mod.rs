@@ -35,6 +35,11 @@ pub enum Scenario {
     /// Closed-loop probe, then open-loop runs at fractions of the slowest
     /// server's maximum.
     Latency,
+    /// Latency vs load: closed-loop probe, then open-loop runs at the same
+    /// absolute rates for every server (`--sweep` fractions of the fastest
+    /// server's maximum, light load to past saturation); reports each
+    /// server's capacity at `--slo-p99`.
+    Sweep,
     /// Closed loop at 100, 1,000 and 10,000 connections.
     Conns,
     /// Closed loop at 64 B, 1 KiB, 16 KiB and 64 KiB messages.
@@ -142,6 +147,10 @@ pub struct CompareConfig {
     /// Whole comparisons to run (fresh server processes each; the latency
     /// scenario's rates fixed by the first).
     pub invocations: usize,
+    /// Sweep: open-loop rates as fractions of the fastest server's maximum.
+    pub sweep_fractions: Vec<f64>,
+    /// Sweep: the p99 (µs) a server must stay under (p99.9 under 10×).
+    pub slo_p99_us: f64,
     /// Open-loop arrival process.
     pub arrivals: crate::load::schedule::Arrivals,
     pub out: PathBuf,
@@ -256,6 +265,8 @@ struct Runner<'a> {
     /// The latency scenario's slowest probed maximum, from the first
     /// invocation: later invocations use the same absolute rates.
     slowest: Option<f64>,
+    /// The sweep's fastest probed maximum, likewise.
+    fastest: Option<f64>,
 }
 
 /// Runs the comparison; returns the results folder.
@@ -290,6 +301,10 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
             cpu_model: cpu_model(),
             git_revision: git_revision(),
             command: cfg.command.clone(),
+            slo_p99_us: cfg
+                .scenarios
+                .contains(&Scenario::Sweep)
+                .then_some(cfg.slo_p99_us),
             server_startup: Vec::new(),
             runs: Vec::new(),
             summaries: Vec::new(),
@@ -297,6 +312,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
         hists: HashMap::new(),
         invocation: 0,
         slowest: None,
+        fastest: None,
         progress: Progress::new(total),
     };
     eprintln!(
@@ -312,6 +328,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
                     r.closed_points("throughput", &[("max".into(), cfg.conns, cfg.size)])?
                 }
                 Scenario::Latency => r.latency()?,
+                Scenario::Sweep => r.sweep()?,
                 Scenario::Conns => {
                     let pts: Vec<_> = [100, 1_000, 10_000]
                         .iter()
@@ -334,6 +351,9 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
     r.results.summarize();
     r.results.save(&cfg.out.join("results.json"))?;
     report::print_tables(&r.results, cfg.layout.label());
+    if cfg.scenarios.contains(&Scenario::Sweep) {
+        report::print_capacity(&r.results, cfg.slo_p99_us);
+    }
     plot::write_all(&r.results, &r.hists, &cfg.out)?;
     Ok(cfg.out.clone())
 }
@@ -347,6 +367,7 @@ fn planned_runs(cfg: &CompareConfig) -> usize {
             Scenario::Throughput => inv * n * cfg.reps,
             // The probe runs in the first invocation only.
             Scenario::Latency => n + inv * n * cfg.reps * cfg.rate_fractions.len(),
+            Scenario::Sweep => n + inv * n * cfg.reps * cfg.sweep_fractions.len(),
             Scenario::Conns => inv * 3 * n * cfg.reps,
             Scenario::Sizes => inv * 4 * n * cfg.reps,
             Scenario::Skew => inv * 2 * 2 * cfg.reps,
@@ -573,6 +594,58 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Probes every server's closed-loop maximum (scenario `scenario`,
+    /// point "max"); returns the probed throughputs.
+    fn probe(&mut self, scenario: &str, servers: &[Server]) -> io::Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(servers.len());
+        for s in servers {
+            let lc = self.load_config(s, Mode::Closed { depth: 1 }, self.cfg.conns, self.cfg.size);
+            out.push(self.measure(scenario, "max", s, 0, &lc)?.load.throughput);
+        }
+        if !out.iter().any(|t| t.is_finite() && *t > 0.0) {
+            return Err(io::Error::other(
+                "no server reached any throughput in the probe",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The latency-vs-load sweep: the same absolute open-loop rates for
+    /// every server, fractions of the fastest one's probed maximum (fixed
+    /// by the first invocation), in increasing order within a repetition.
+    fn sweep(&mut self) -> io::Result<()> {
+        let servers = self.start_servers()?;
+        let fastest = match self.fastest {
+            Some(f) => f,
+            None => {
+                let f = self
+                    .probe("sweep", &servers)?
+                    .into_iter()
+                    .fold(0.0f64, f64::max);
+                self.fastest = Some(f);
+                f
+            }
+        };
+        let cfg = self.cfg;
+        for rep in 0..cfg.reps {
+            for &f in &cfg.sweep_fractions {
+                let rate = (fastest * f).round().max(1.0);
+                let point = format!("{rate:.0}/s");
+                for i in self.order(servers.len(), rep) {
+                    let lc = self.load_config(
+                        &servers[i],
+                        Mode::Open { rate },
+                        self.cfg.conns,
+                        self.cfg.size,
+                    );
+                    self.measure("sweep", &point, &servers[i], rep, &lc)?;
+                }
+            }
+        }
+        self.stop_servers(servers);
+        Ok(())
+    }
+
     /// Probe every server's maximum, then open-loop runs at the same
     /// absolute rates for all: fractions of the slowest server's maximum.
     fn latency(&mut self) -> io::Result<()> {
@@ -580,17 +653,10 @@ impl Runner<'_> {
         let slowest = match self.slowest {
             Some(s) => s,
             None => {
-                let mut slowest = f64::MAX;
-                for s in &servers {
-                    let lc = self.load_config(
-                        s,
-                        Mode::Closed { depth: 1 },
-                        self.cfg.conns,
-                        self.cfg.size,
-                    );
-                    let rec = self.measure("latency", "max", s, 0, &lc)?;
-                    slowest = slowest.min(rec.load.throughput);
-                }
+                let slowest = self
+                    .probe("latency", &servers)?
+                    .into_iter()
+                    .fold(f64::MAX, f64::min);
                 if !(slowest.is_finite() && slowest > 0.0) {
                     return Err(io::Error::other(
                         "no server reached any throughput in the probe",

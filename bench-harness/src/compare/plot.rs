@@ -78,6 +78,38 @@ pub fn write_all(
             }),
         }
     }
+    // The sweep: p99 against the offered rate, one line per server.
+    let mut sweep: Vec<Series> = Vec::new();
+    for s in results
+        .summaries
+        .iter()
+        .filter(|s| s.scenario == "sweep" && s.point != "max" && s.enough_valid())
+    {
+        let Some(rate) = s.point.trim_end_matches("/s").parse::<f64>().ok() else {
+            continue;
+        };
+        let p = (rate, s.p99_us.median.max(1.0));
+        match sweep.iter_mut().find(|x| x.name == s.server) {
+            Some(x) => x.points.push(p),
+            None => sweep.push(Series {
+                name: s.server.clone(),
+                points: vec![p],
+            }),
+        }
+    }
+    if !sweep.is_empty() {
+        for s in &mut sweep {
+            s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let svg = chart(
+            "p99 vs offered load (sweep; points with too few valid runs left out)",
+            "offered messages/s",
+            "p99 (µs)",
+            &sweep,
+            false,
+        );
+        std::fs::write(out.join("sweep-p99.svg"), svg)?;
+    }
     if !by_server.is_empty() {
         let svg = chart(
             "Throughput vs p99 (open loop)",

@@ -207,3 +207,83 @@ pub fn print_tables(results: &Results, layout: &str) {
         );
     }
 }
+
+/// One server's result in the sweep: the highest offered rate at which it
+/// met the SLO at that rate and at every lower one, and its p99 there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capacity {
+    pub server: String,
+    /// `None`: it missed the SLO already at the lightest rate.
+    pub rate: Option<f64>,
+    pub p99_us: Option<f64>,
+    /// The rate at which it first missed, if it did.
+    pub missed_at: Option<f64>,
+}
+
+/// Each server's capacity at `slo_p99_us` (p99 median at or under it,
+/// p99.9 median at or under 10x it, enough valid runs), walking the sweep's
+/// rates upwards and stopping at the first miss.
+pub fn capacities(results: &Results, slo_p99_us: f64) -> Vec<Capacity> {
+    let rate_of = |point: &str| point.trim_end_matches("/s").parse::<f64>().ok();
+    let mut servers: Vec<&str> = Vec::new();
+    for s in results.summaries.iter().filter(|s| s.scenario == "sweep") {
+        if !servers.contains(&s.server.as_str()) {
+            servers.push(&s.server);
+        }
+    }
+    servers
+        .into_iter()
+        .map(|server| {
+            let mut points: Vec<(f64, &super::results::Summary)> = results
+                .summaries
+                .iter()
+                .filter(|s| s.scenario == "sweep" && s.server == server)
+                .filter_map(|s| Some((rate_of(&s.point)?, s)))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut cap = Capacity {
+                server: server.to_string(),
+                rate: None,
+                p99_us: None,
+                missed_at: None,
+            };
+            for (rate, s) in points {
+                let meets = s.enough_valid()
+                    && s.valid_runs() > 0
+                    && s.p99_us.median <= slo_p99_us
+                    && s.p999_us.median <= 10.0 * slo_p99_us;
+                if !meets {
+                    cap.missed_at = Some(rate);
+                    break;
+                }
+                cap.rate = Some(rate);
+                cap.p99_us = Some(s.p99_us.median);
+            }
+            cap
+        })
+        .collect()
+}
+
+/// The sweep's headline: each server's capacity at the SLO.
+pub fn print_capacity(results: &Results, slo_p99_us: f64) {
+    println!(
+        "\n== sweep: capacity at p99 <= {slo_p99_us:.0} µs and p99.9 <= {:.0} µs (the highest \
+         offered rate meeting both, and every lower rate)",
+        slo_p99_us * 10.0
+    );
+    println!(
+        "{:<16} {:>16} {:>12} {:>18}",
+        "server", "capacity msg/s", "p99 µs there", "first missed at"
+    );
+    for c in capacities(results, slo_p99_us) {
+        let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
+        println!(
+            "{:<16} {:>16} {:>12} {:>18}",
+            c.server,
+            f(c.rate),
+            f(c.p99_us),
+            c.missed_at
+                .map_or("never".to_string(), |r| format!("{r:.0}/s"))
+        );
+    }
+}

@@ -271,6 +271,9 @@ pub struct Results {
     /// uncommitted changes), if it is a git checkout.
     pub git_revision: Option<String>,
     pub command: String,
+    /// The sweep's SLO on p99, in µs, if a sweep ran.
+    #[serde(default)]
+    pub slo_p99_us: Option<f64>,
     /// Each server's first stderr lines (start-up lines: driver, ring
     /// flags, cores), from its first start.
     pub server_startup: Vec<ServerStartup>,
