@@ -23,10 +23,11 @@ use clap::ValueEnum;
 use hdrhistogram::Histogram;
 
 use crate::hist::{new_histogram, percentile_distribution};
-use crate::load::{self, LoadConfig, Mode};
-use process::{Ready, Server, ServerSpec};
+use crate::load::{self, LoadConfig, Mode, WindowHook};
+use process::{Ready, Server, ServerSpec, WindowSample};
 use report::Progress;
 use results::{Results, RunRecord, ServerStartup, ServerUsage, SCHEMA_VERSION};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -453,6 +454,20 @@ impl Runner<'_> {
             rep + 1
         ));
         let before = server.sample()?;
+        // The window's edges, sampled from the generator's first thread.
+        let mut cores = self.cfg.layout.server_cores();
+        if cores.is_empty() || scenario == "skew" {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores = (0..n).collect();
+        }
+        let edges: Arc<Mutex<Vec<WindowSample>>> = Arc::default();
+        let mut lc = lc.clone();
+        let (pid, sink) = (server.pid(), edges.clone());
+        lc.window_hook = Some(WindowHook(Arc::new(move |_start| {
+            let s = WindowSample::read(pid, &cores);
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        })));
+        let lc = &lc;
         let res = load::run(lc).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -463,7 +478,30 @@ impl Runner<'_> {
         let measured = (res.report.throughput * res.report.duration_s) as u64;
         // CPU is sampled over warm-up + window + drain; charge it to every
         // message of the run, not just the window's.
-        let usage = ServerUsage::between(&before, &after, res.report.completed.max(measured));
+        let mut usage = ServerUsage::between(&before, &after, res.report.completed.max(measured));
+        let edges = edges.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let [a, b] = &edges[..] {
+            let m = measured.max(1) as f64;
+            let wall_ns = match (a.at, b.at) {
+                (Some(x), Some(y)) => y.duration_since(x).as_nanos() as f64,
+                _ => 0.0,
+            };
+            let ncores = if self.cfg.layout == Layout::Pinned && scenario != "skew" {
+                self.cfg.layout.server_cores().len().max(1)
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } as f64;
+            usage.window_cpu_ns_per_msg =
+                Some(b.proc_cpu_ns.saturating_sub(a.proc_cpu_ns) as f64 / m);
+            usage.window_core_busy_ns_per_msg =
+                Some(b.core_busy_ns.saturating_sub(a.core_busy_ns) as f64 / m);
+            if wall_ns > 0.0 {
+                usage.window_steal_pct = Some(
+                    b.core_steal_ns.saturating_sub(a.core_steal_ns) as f64 * 100.0
+                        / (wall_ns * ncores),
+                );
+            }
+        }
         // One file per run: the invocation is in the name when there are
         // several, so a later invocation never overwrites an earlier one.
         let inv = if self.cfg.invocations > 1 {

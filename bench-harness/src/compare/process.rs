@@ -255,6 +255,65 @@ impl ProcSample {
     }
 }
 
+/// What is sampled at the measurement window's edges: the server's CPU
+/// time in ns (`/proc/<pid>/task/*/schedstat`, threads alive at that
+/// moment) and, for the server's cores, the whole core's busy and steal
+/// time (`/proc/stat`: on loopback the sender's context runs the
+/// receiver's softirq, so per-process CPU misses part of the server's
+/// work; a VM's steal says how much the host took).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowSample {
+    pub at: Option<std::time::Instant>,
+    pub proc_cpu_ns: u64,
+    /// Busy (user + nice + system + irq + softirq) and steal, in ns, summed
+    /// over the sampled cores.
+    pub core_busy_ns: u64,
+    pub core_steal_ns: u64,
+}
+
+impl WindowSample {
+    pub fn read(pid: u32, cores: &[usize]) -> WindowSample {
+        let mut s = WindowSample {
+            at: Some(std::time::Instant::now()),
+            ..WindowSample::default()
+        };
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(st) = std::fs::read_to_string(t.path().join("schedstat")) {
+                    s.proc_cpu_ns += st
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        // SAFETY: sysconf with a constant name.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let to_ns = |ticks: u64| ticks * (1_000_000_000 / hz);
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+            for line in stat.lines() {
+                let mut f = line.split_whitespace();
+                let Some(cpu) = f.next().and_then(|c| c.strip_prefix("cpu")) else {
+                    continue;
+                };
+                let Ok(n) = cpu.parse::<usize>() else {
+                    continue; // the "cpu" total line
+                };
+                if !cores.contains(&n) {
+                    continue;
+                }
+                let v: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
+                let get = |i: usize| v.get(i).copied().unwrap_or(0);
+                // user nice system idle iowait irq softirq steal
+                s.core_busy_ns += to_ns(get(0) + get(1) + get(2) + get(5) + get(6));
+                s.core_steal_ns += to_ns(get(7));
+            }
+        }
+        s
+    }
+}
+
 fn kb_field(status: &str, key: &str) -> u64 {
     status
         .lines()
@@ -267,6 +326,19 @@ fn kb_field(status: &str, key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_samples_read_schedstat_and_the_cores() {
+        let a = WindowSample::read(std::process::id(), &[0]);
+        let x: u64 = (0..2_000_000u64).map(|i| i ^ (i >> 3)).sum();
+        assert!(x > 0);
+        let b = WindowSample::read(std::process::id(), &[0]);
+        assert!(
+            a.proc_cpu_ns > 0 && b.proc_cpu_ns >= a.proc_cpu_ns,
+            "{a:?} {b:?}"
+        );
+        assert!(b.core_busy_ns >= a.core_busy_ns, "{a:?} {b:?}");
+    }
 
     #[test]
     fn samples_this_process() {

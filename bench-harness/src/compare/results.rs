@@ -17,6 +17,17 @@ pub const SCHEMA_VERSION: u32 = 3;
 pub struct ServerUsage {
     pub user_us_per_msg: f64,
     pub sys_us_per_msg: f64,
+    /// Over the measurement window only (its edges sampled by the
+    /// generator): the server's CPU per windowed message in ns (schedstat),
+    /// its cores' whole busy time per message in ns (`/proc/stat`: includes
+    /// softirq work done there for other processes), and the share of the
+    /// window the hypervisor stole from those cores.
+    #[serde(default)]
+    pub window_cpu_ns_per_msg: Option<f64>,
+    #[serde(default)]
+    pub window_core_busy_ns_per_msg: Option<f64>,
+    #[serde(default)]
+    pub window_steal_pct: Option<f64>,
     pub rss_kb: u64,
     pub peak_rss_kb: u64,
     pub voluntary_cs: u64,
@@ -30,6 +41,9 @@ impl ServerUsage {
         ServerUsage {
             user_us_per_msg: (after.user_s - before.user_s).max(0.0) * 1e6 / m,
             sys_us_per_msg: (after.sys_s - before.sys_s).max(0.0) * 1e6 / m,
+            window_cpu_ns_per_msg: None,
+            window_core_busy_ns_per_msg: None,
+            window_steal_pct: None,
             rss_kb: after.rss_kb,
             peak_rss_kb: after.peak_rss_kb,
             voluntary_cs: after.voluntary_cs.saturating_sub(before.voluntary_cs),
@@ -180,6 +194,14 @@ pub struct Summary {
     pub peak_rss_kb: Stat,
     pub voluntary_cs_per_kmsg: Stat,
     pub involuntary_cs_per_kmsg: Stat,
+    /// Window-only figures (`ServerUsage::window_*`), over the valid runs
+    /// that have them.
+    #[serde(default)]
+    pub window_cpu_ns_per_msg: Stat,
+    #[serde(default)]
+    pub window_core_busy_ns_per_msg: Stat,
+    #[serde(default)]
+    pub window_steal_pct: Stat,
 }
 
 impl Summary {
@@ -247,6 +269,24 @@ impl Summary {
             peak_rss_kb: f(&|r| r.server_usage.peak_rss_kb as f64),
             voluntary_cs_per_kmsg: f(&|r| per_k(r.server_usage.voluntary_cs, r)),
             involuntary_cs_per_kmsg: f(&|r| per_k(r.server_usage.involuntary_cs, r)),
+            window_cpu_ns_per_msg: Stat::of(
+                &valid
+                    .iter()
+                    .filter_map(|r| r.server_usage.window_cpu_ns_per_msg)
+                    .collect::<Vec<_>>(),
+            ),
+            window_core_busy_ns_per_msg: Stat::of(
+                &valid
+                    .iter()
+                    .filter_map(|r| r.server_usage.window_core_busy_ns_per_msg)
+                    .collect::<Vec<_>>(),
+            ),
+            window_steal_pct: Stat::of(
+                &valid
+                    .iter()
+                    .filter_map(|r| r.server_usage.window_steal_pct)
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 }

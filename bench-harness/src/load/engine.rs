@@ -82,6 +82,9 @@ pub fn run_thread(
     let mut window_start: Option<(Duration, Instant)> = None;
     let mut window_measured = false;
     let ns = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
+    // The first thread tells the caller where the window starts and ends.
+    let hook = cfg.window_hook.as_ref().filter(|_| thread.0 == 0);
+    let mut hook_ended = false;
 
     if let Mode::Closed { depth } = cfg.mode {
         let now = ns(Instant::now());
@@ -97,7 +100,16 @@ pub fn run_thread(
     loop {
         let now = ns(Instant::now());
         if window_start.is_none() && now >= warm_ns {
+            if let Some(h) = hook {
+                (h.0)(true);
+            }
             window_start = Some((thread_cpu(), Instant::now()));
+        }
+        if !hook_ended && now >= end_ns && window_start.is_some() {
+            hook_ended = true;
+            if let Some(h) = hook {
+                (h.0)(false);
+            }
         }
         let outstanding: usize = if now >= end_ns {
             conns.iter().map(Conn::outstanding).sum()

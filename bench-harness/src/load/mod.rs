@@ -34,6 +34,17 @@ pub enum Mode {
     Open { rate: f64 },
 }
 
+/// Called by the first generator thread when the measurement window
+/// starts (`true`) and ends (`false`): compare samples the server there.
+#[derive(Clone)]
+pub struct WindowHook(pub std::sync::Arc<dyn Fn(bool) + Send + Sync>);
+
+impl std::fmt::Debug for WindowHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowHook")
+    }
+}
+
 /// A load run's parameters.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -52,6 +63,8 @@ pub struct LoadConfig {
     pub lag_limit_us: u64,
     /// Open loop: the arrival process.
     pub arrivals: schedule::Arrivals,
+    /// Called at the measurement window's edges (see [`WindowHook`]).
+    pub window_hook: Option<WindowHook>,
     /// Poisson arrivals: which sequence (compare uses the invocation, so
     /// every server of one invocation meets the same arrivals and each
     /// invocation other ones).
@@ -78,6 +91,7 @@ impl LoadConfig {
             drain: Duration::from_secs(2),
             lag_limit_us: 1_000,
             arrivals: schedule::Arrivals::Uniform,
+            window_hook: None,
             arrival_seed: 0,
             spin_us: 0,
         }
