@@ -345,9 +345,13 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     for run in &r.runs {
         assert!(dir.join(run.hgrm.as_ref().unwrap()).exists());
         assert!(run.server_usage.peak_rss_kb > 0, "{run:?}");
-        // The window's edges were sampled: CPU in ns per windowed message.
+        // The window's edges were sampled: CPU in ns per windowed message
+        // (not for a thread-per-connection server, whose threads may exit
+        // inside the window and leave the per-thread sum).
         let u = &run.server_usage;
-        assert!(u.window_cpu_ns_per_msg.is_some_and(|v| v > 0.0), "{u:?}");
+        if run.server != "threads" {
+            assert!(u.window_cpu_ns_per_msg.is_some_and(|v| v > 0.0), "{u:?}");
+        }
         assert!(u.window_core_busy_ns_per_msg.is_some(), "{u:?}");
         assert!(u.window_steal_pct.is_some_and(|v| v >= 0.0), "{u:?}");
     }

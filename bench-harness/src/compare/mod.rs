@@ -491,8 +491,10 @@ impl Runner<'_> {
             } else {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             } as f64;
-            usage.window_cpu_ns_per_msg =
-                Some(b.proc_cpu_ns.saturating_sub(a.proc_cpu_ns) as f64 / m);
+            // A thread that exited in the window takes its time out of the
+            // per-thread sum: then the figure would be low, so it is left out.
+            usage.window_cpu_ns_per_msg = (b.proc_cpu_ns >= a.proc_cpu_ns)
+                .then(|| (b.proc_cpu_ns - a.proc_cpu_ns) as f64 / m);
             usage.window_core_busy_ns_per_msg =
                 Some(b.core_busy_ns.saturating_sub(a.core_busy_ns) as f64 / m);
             if wall_ns > 0.0 {

@@ -329,15 +329,18 @@ mod tests {
 
     #[test]
     fn window_samples_read_schedstat_and_the_cores() {
+        // Other test threads of this process may exit between the two
+        // samples (their time then leaves the per-thread sum), so only the
+        // readings themselves and the cores' monotonic counters are checked.
         let a = WindowSample::read(std::process::id(), &[0]);
         let x: u64 = (0..2_000_000u64).map(|i| i ^ (i >> 3)).sum();
         assert!(x > 0);
         let b = WindowSample::read(std::process::id(), &[0]);
+        assert!(a.proc_cpu_ns > 0 && b.proc_cpu_ns > 0, "{a:?} {b:?}");
         assert!(
-            a.proc_cpu_ns > 0 && b.proc_cpu_ns >= a.proc_cpu_ns,
+            b.core_busy_ns >= a.core_busy_ns && a.core_busy_ns > 0,
             "{a:?} {b:?}"
         );
-        assert!(b.core_busy_ns >= a.core_busy_ns, "{a:?} {b:?}");
     }
 
     #[test]
