@@ -714,6 +714,23 @@ fn servers_die_with_the_harness() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A results file around `runs`, for tests of the statistics.
+fn results_of(runs: Vec<RunRecord>, slo_p99_us: Option<f64>) -> Results {
+    Results {
+        schema_version: SCHEMA_VERSION,
+        started_unix_s: 1,
+        kernel: "test".into(),
+        cores: 2,
+        cpu_model: String::new(),
+        git_revision: None,
+        command: "test".into(),
+        slo_p99_us,
+        server_startup: Vec::new(),
+        runs,
+        summaries: Vec::new(),
+    }
+}
+
 /// The sweep's verdict: each server's capacity is the highest offered
 /// rate at which it met the SLO (p99 and p99.9 medians, valid runs) there
 /// and at every lower rate.
@@ -742,17 +759,8 @@ fn sweep_capacity_is_the_last_rate_before_the_first_miss() {
             hgrm: None,
         }
     };
-    let mut results = Results {
-        schema_version: SCHEMA_VERSION,
-        started_unix_s: 1,
-        kernel: "test".into(),
-        cores: 2,
-        cpu_model: String::new(),
-        git_revision: None,
-        command: "test".into(),
-        slo_p99_us: Some(1000.0),
-        server_startup: Vec::new(),
-        runs: vec![
+    let mut results = results_of(
+        vec![
             // a: meets at 100 and 200, misses p99 at 300, "meets" again at 400.
             run("a", 300, 5_000, 6_000, true),
             run("a", 100, 50, 100, true),
@@ -766,8 +774,8 @@ fn sweep_capacity_is_the_last_rate_before_the_first_miss() {
             run("d", 100, 10, 100, true),
             run("d", 200, 10, 100, false),
         ],
-        summaries: Vec::new(),
-    };
+        Some(1000.0),
+    );
     results.summarize();
     let caps = bench_harness::compare::report::capacities(&results, 1000.0);
     let get = |n: &str| caps.iter().find(|c| c.server == n).unwrap().clone();
@@ -815,25 +823,16 @@ fn an_invalid_run_does_not_move_a_median() {
             hgrm: None,
         }
     };
-    let mut results = Results {
-        schema_version: SCHEMA_VERSION,
-        started_unix_s: 1,
-        kernel: "test".into(),
-        cores: 2,
-        cpu_model: String::new(),
-        git_revision: None,
-        command: "test".into(),
-        slo_p99_us: None,
-        server_startup: Vec::new(),
-        runs: vec![
+    let mut results = results_of(
+        vec![
             run(100, true, 1),
             run(10_000, false, 2),
             run(110, true, 3),
             run(10_000, false, 4),
             run(120, true, 5),
         ],
-        summaries: Vec::new(),
-    };
+        None,
+    );
     results.summarize();
     let s = &results.summaries[0];
     assert_eq!((s.runs, s.invalid_runs, s.valid_runs()), (5, 2, 3));

@@ -666,23 +666,41 @@ impl Runner<'_> {
                 f
             }
         };
-        let cfg = self.cfg;
-        for rep in 0..cfg.reps {
-            for &f in &cfg.sweep_fractions {
+        let points: Vec<(String, f64)> = self
+            .cfg
+            .sweep_fractions
+            .iter()
+            .map(|f| {
                 let rate = (fastest * f).round().max(1.0);
-                let point = format!("{rate:.0}/s");
+                (format!("{rate:.0}/s"), rate)
+            })
+            .collect();
+        self.open_points("sweep", &servers, &points)?;
+        self.stop_servers(servers);
+        Ok(())
+    }
+
+    /// Open-loop runs at each (point, absolute rate), every server at every
+    /// rate, in the Williams order, repeated `reps` times.
+    fn open_points(
+        &mut self,
+        scenario: &str,
+        servers: &[Server],
+        points: &[(String, f64)],
+    ) -> io::Result<()> {
+        for rep in 0..self.cfg.reps {
+            for (point, rate) in points {
                 for i in self.order(servers.len(), rep) {
                     let lc = self.load_config(
                         &servers[i],
-                        Mode::Open { rate },
+                        Mode::Open { rate: *rate },
                         self.cfg.conns,
                         self.cfg.size,
                     );
-                    self.measure("sweep", &point, &servers[i], rep, &lc)?;
+                    self.measure(scenario, point, &servers[i], rep, &lc)?;
                 }
             }
         }
-        self.stop_servers(servers);
         Ok(())
     }
 
@@ -706,22 +724,16 @@ impl Runner<'_> {
                 slowest
             }
         };
-        let cfg = self.cfg;
-        for rep in 0..cfg.reps {
-            for &f in &cfg.rate_fractions {
+        let points: Vec<(String, f64)> = self
+            .cfg
+            .rate_fractions
+            .iter()
+            .map(|f| {
                 let rate = (slowest * f).round().max(1.0);
-                let point = format!("{:.0}% ({rate:.0}/s)", f * 100.0);
-                for i in self.order(servers.len(), rep) {
-                    let lc = self.load_config(
-                        &servers[i],
-                        Mode::Open { rate },
-                        self.cfg.conns,
-                        self.cfg.size,
-                    );
-                    self.measure("latency", &point, &servers[i], rep, &lc)?;
-                }
-            }
-        }
+                (format!("{:.0}% ({rate:.0}/s)", f * 100.0), rate)
+            })
+            .collect();
+        self.open_points("latency", &servers, &points)?;
         self.stop_servers(servers);
         Ok(())
     }
