@@ -8,7 +8,7 @@
 //! worker would then wait forever. So each such call is caught: the panic is
 //! reported on stderr (one line: worker, what, message), counted in
 //! `WorkerMetrics::user_panics`, and the worker carries on. A panic inside
-//! a task's poll is not this: the task's harness catches it and its
+//! a task's poll is not this: the task's body catches it and its
 //! `JoinHandle` returns it.
 //!
 //! Failures of the worker itself (an `io_uring_enter` or `epoll_pwait2`

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::sched::{Remote, StealPolicy};
-use crate::task::join::{Harness, JoinHandle, JoinState};
+use crate::task::join::JoinHandle;
 use crate::task::raw::Task;
 
 pub(crate) struct Shared {
@@ -163,14 +163,12 @@ impl Shared {
         F::Output: 'static,
     {
         let remote = self.remotes[index].clone();
-        let join = JoinState::new();
-        let harness = Harness::new(future, join.clone());
-        let task = Task::new(self.clone(), index, stealable, Box::pin(harness));
+        let (task, handle) = Task::new(self.clone(), index, stealable, future);
         remote.metrics.spawned.add_shared(1);
         // Always through the remote queue, even from the target worker
         // itself: the worker registers tasks as it takes them from there.
-        remote.push(task.clone());
-        JoinHandle::new(join, task)
+        remote.push(task);
+        handle
     }
 }
 

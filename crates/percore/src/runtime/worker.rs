@@ -30,7 +30,7 @@ use crate::metrics::WorkerMetrics;
 use crate::sched::mail::Mail;
 use crate::sched::primitives::lock;
 use crate::sched::{steal, Remote};
-use crate::task::join::{Harness, JoinHandle, JoinState};
+use crate::task::join::JoinHandle;
 use crate::task::raw::{RunResult, Task};
 use crate::time::timers::Timers;
 
@@ -91,18 +91,11 @@ impl Worker {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let join = JoinState::new();
-        let harness = Harness::new(future, join.clone());
-        let task = Task::new(
-            self.shared.clone(),
-            self.remote.index,
-            stealable,
-            Box::pin(harness),
-        );
+        let (task, handle) = Task::new(self.shared.clone(), self.remote.index, stealable, future);
         self.register(&task);
         self.metrics.spawned.bump();
-        self.push_local(task.clone());
-        JoinHandle::new(join, task)
+        self.push_local(task);
+        handle
     }
 
     fn register(&self, task: &Arc<Task>) {
@@ -365,6 +358,17 @@ impl Worker {
         self.mark_tasks_dropped();
     }
 
+    /// Shutdown, after phase 1: drops the futures of tasks taken in since
+    /// (their drops' own spawns are left to the next call or to the
+    /// closed queues).
+    fn cancel_owned(&self) {
+        let tasks: Vec<Arc<Task>> = lock(&self.remote.owned).drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            t.cancel();
+        }
+        self.local.borrow_mut().clear();
+    }
+
     /// Tells the runtime this worker has dropped its tasks, once.
     fn mark_tasks_dropped(&self) {
         if !self.tasks_marked.replace(true) {
@@ -400,18 +404,26 @@ impl Worker {
         // Past the round cap (drops that keep spawning): whatever is still
         // owned is leaked, not left for another thread to drop, since a
         // `spawn_local` future must never be dropped off its worker.
-        for (_, t) in lock(&self.remote.owned).drain() {
+        // Collected first: leaking publishes the outcome, which wakes the
+        // join handle (user code, which may spawn: the map's lock must be
+        // free).
+        let left: Vec<Arc<Task>> = lock(&self.remote.owned).drain().map(|(_, t)| t).collect();
+        for t in left {
             t.leak_future();
         }
         self.mark_tasks_dropped();
         while !self.shared.all_tasks_dropped() && Instant::now() < deadline {
             self.take_inbox(&mut wakers, &mut dead);
+            // Tasks handed over since phase 1 (`spawn_local_on` from another
+            // thread): never run, so dropped here, once.
+            self.cancel_owned();
             let _ = self.driver.borrow_mut().submit_and_reap(&self.metrics);
             self.deliver(&mut wakers, &mut dead);
             // Shutdown only: a short sleep, not a spin.
             std::thread::sleep(Duration::from_micros(200));
         }
         self.take_inbox(&mut wakers, &mut dead);
+        self.cancel_owned();
         self.remote.close();
         self.local.borrow_mut().clear();
         // Dropped after the borrow ends: the wakers' drops are user code.

@@ -1,16 +1,19 @@
-//! `JoinHandle` and `JoinError`, and the harness that feeds them.
+//! `JoinHandle` and `JoinError`, and the join slot between a task and its
+//! handle.
 //!
-//! The harness wraps a spawned future: it catches a panic of a poll and
-//! stores the outcome (value, panic, or — when dropped unfinished — cancelled)
-//! in a shared slot the handle reads. Dropping a `JoinHandle` detaches the
-//! task: it keeps running and its output is dropped.
+//! A task's outcome (value, panic, or — when dropped unfinished —
+//! cancelled) stays in the task record (`task/body.rs`) until the handle
+//! takes it; the join slot (status and the handle's waker, under the
+//! record's mutex) says whose turn it is (`task/raw.rs`). Dropping a
+//! `JoinHandle` detaches the task: it keeps running and its output is
+//! dropped.
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::raw::Task;
@@ -52,14 +55,14 @@ impl JoinError {
         self.message.as_deref()
     }
 
-    fn cancelled() -> JoinError {
+    pub(crate) fn cancelled() -> JoinError {
         JoinError {
             repr: Repr::Cancelled,
             message: None,
         }
     }
 
-    fn panic(p: Box<dyn Any + Send + 'static>) -> JoinError {
+    pub(crate) fn panic(p: Box<dyn Any + Send + 'static>) -> JoinError {
         let message = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -89,93 +92,30 @@ impl fmt::Debug for JoinError {
 
 impl std::error::Error for JoinError {}
 
-struct Inner<T> {
-    result: Option<Result<T, JoinError>>,
-    waker: Option<Waker>,
-    taken: bool,
+/// Where a task's outcome stands, for its join handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinStatus {
+    /// Not over yet.
+    Pending,
+    /// Over: the output waits in the task's body for the handle.
+    Ready,
+    /// The handle took the output (or dropped it).
+    Taken,
+    /// The handle was dropped first: the worker drops the output.
+    Detached,
 }
 
-/// The slot shared by a task's harness and its handle.
-pub(crate) struct JoinState<T> {
-    inner: Mutex<Inner<T>>,
+/// The join handle's side of a task record, under the record's mutex.
+pub(crate) struct JoinSlot {
+    pub(crate) status: JoinStatus,
+    pub(crate) waker: Option<Waker>,
 }
 
-impl<T> JoinState<T> {
-    pub(crate) fn new() -> Arc<JoinState<T>> {
-        Arc::new(JoinState {
-            inner: Mutex::new(Inner {
-                result: None,
-                waker: None,
-                taken: false,
-            }),
-        })
-    }
-
-    fn complete(&self, result: Result<T, JoinError>) {
-        let waker = {
-            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if g.result.is_some() || g.taken {
-                return;
-            }
-            g.result = Some(result);
-            g.waker.take()
-        };
-        // The handle's waker is user code (any executor may poll a
-        // JoinHandle): its panic must not unwind out of the worker's loop.
-        if let Some(w) = waker {
-            crate::runtime::guard::run_user_code("a JoinHandle's waker", || w.wake());
-        }
-    }
-}
-
-/// Wraps a spawned future; see the module docs.
-pub(crate) struct Harness<F: Future> {
-    future: F,
-    join: Arc<JoinState<F::Output>>,
-    finished: bool,
-}
-
-impl<F: Future> Harness<F> {
-    pub(crate) fn new(future: F, join: Arc<JoinState<F::Output>>) -> Harness<F> {
-        Harness {
-            future,
-            join,
-            finished: false,
-        }
-    }
-}
-
-impl<F: Future> Future for Harness<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: `future` is structurally pinned: it is never moved out of
-        // the harness, and the harness itself is pinned in a Box by the task.
-        // A panic of the poll is caught below (tests/tasks.rs: panics).
-        let this = unsafe { self.get_unchecked_mut() };
-        if this.finished {
-            return Poll::Ready(());
-        }
-        // SAFETY: see above; `future` is not moved while pinned.
-        let fut = unsafe { Pin::new_unchecked(&mut this.future) };
-        let out = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(v)) => Ok(v),
-            Err(p) => Err(JoinError::panic(p)),
-        };
-        this.finished = true;
-        this.join.complete(out);
-        Poll::Ready(())
-    }
-}
-
-/// Runs where the task's future is dropped (its worker, inside
-/// `drop_future`'s `catch_unwind`); the future's own drop (user code) runs
-/// after this, and a panic in it is contained there too.
-impl<F: Future> Drop for Harness<F> {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.join.complete(Err(JoinError::cancelled()));
+impl JoinSlot {
+    pub(crate) fn new() -> JoinSlot {
+        JoinSlot {
+            status: JoinStatus::Pending,
+            waker: None,
         }
     }
 }
@@ -185,13 +125,17 @@ impl<F: Future> Drop for Harness<F> {
 /// Dropping the handle **detaches** the task (it runs on, its output is
 /// dropped); [`JoinHandle::abort`] cancels it.
 pub struct JoinHandle<T> {
-    state: Arc<JoinState<T>>,
     task: Arc<Task>,
+    _output: PhantomData<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(state: Arc<JoinState<T>>, task: Arc<Task>) -> JoinHandle<T> {
-        JoinHandle { state, task }
+    /// The handle of `task`, whose future's output type is `T`.
+    pub(crate) fn new(task: Arc<Task>) -> JoinHandle<T> {
+        JoinHandle {
+            task,
+            _output: PhantomData,
+        }
     }
 
     /// Cancels the task: its future is dropped at its worker's next chance
@@ -203,31 +147,69 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished (completed, panicked or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.task.is_done()
-            || self
-                .state
-                .inner
-                .lock()
-                .map(|g| g.result.is_some())
-                .unwrap_or(true)
+        // The join status, not the task state: DONE comes a moment before
+        // the outcome is published, and "finished" promises a ready poll.
+        self.task.join_slot().status != JoinStatus::Pending
     }
 }
+
+// Auto traits as a join slot of `T` behind a mutex would have them: the
+// handle moves `T` out (so `Send` needs `T: Send`, which `PhantomData<T>`
+// gives), its `&self` methods never touch `T` (so `Sync` needs only
+// `T: Send`), and it never pins `T`.
+// SAFETY: `abort` and `is_finished`, the only `&self` methods, touch the
+// task's atomics and join status, never the output.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+impl<T> Unpin for JoinHandle<T> {}
 
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut g = self.state.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = g.result.take() {
-            g.taken = true;
-            return Poll::Ready(r);
+        let mut join = self.task.join_slot();
+        match join.status {
+            JoinStatus::Ready => {
+                join.status = JoinStatus::Taken;
+                // SAFETY: this handle was made with the task's output type
+                // (`Task::new`), and we hold the join mutex with status
+                // `Ready`: the worker is done with the body for good.
+                let out = unsafe { (*self.task.output_slot::<T>()).take() };
+                drop(join);
+                Poll::Ready(out.expect("a Ready task has an output"))
+            }
+            JoinStatus::Taken => panic!("JoinHandle polled after it returned its result"),
+            JoinStatus::Pending | JoinStatus::Detached => {
+                match &join.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => join.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
         }
-        assert!(!g.taken, "JoinHandle polled after it returned its result");
-        match &g.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => g.waker = Some(cx.waker().clone()),
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    /// Detaches a running task, or drops an output nobody took, here: the
+    /// output's type lives where its handle does.
+    fn drop(&mut self) {
+        let mut join = self.task.join_slot();
+        match join.status {
+            JoinStatus::Pending => {
+                join.status = JoinStatus::Detached;
+                let waker = join.waker.take();
+                drop(join);
+                drop(waker);
+            }
+            JoinStatus::Ready => {
+                join.status = JoinStatus::Taken;
+                // SAFETY: as in `poll`.
+                let out = unsafe { (*self.task.output_slot::<T>()).take() };
+                drop(join);
+                drop(out);
+            }
+            JoinStatus::Taken | JoinStatus::Detached => {}
         }
-        Poll::Pending
     }
 }
 

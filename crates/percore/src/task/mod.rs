@@ -1,11 +1,15 @@
-//! Tasks: the raw task record (`raw`), its state machine (`state`), the join
-//! handle and panic-catching harness (`join`), and the spawn functions.
+//! Tasks: the task record (`raw`) with its typed future and output
+//! (`body`), its state machine (`state`), its wakers (`waker`), the join
+//! handle (`join`), and the spawn functions.
 
+pub(crate) mod body;
 pub(crate) mod join;
 pub(crate) mod raw;
 mod spawn;
 pub(crate) mod state;
+mod waker;
+mod yield_now;
 
 pub use join::{JoinError, JoinHandle};
-pub use raw::{yield_now, YieldNow};
 pub use spawn::{spawn, spawn_local};
+pub use yield_now::{yield_now, YieldNow};

@@ -1,17 +1,30 @@
-//! The task record: state bits, the boxed future, and how a wake schedules it.
+//! The task record: state bits, the future and its output slot, the join
+//! handle's slot, and how a wake schedules it.
+//!
+//! ## One allocation
+//!
+//! A task is one `Arc<Task<Core<F>>>`: the fields below, then the future
+//! and its output (`task/body.rs`) at the end, type-erased to `Arc<Task>`
+//! (`Task<dyn Body>`) for the queues, the owned map and the join handle.
+//! Wakers are thin pointers into the same allocation (`task/waker.rs`).
 //!
 //! ## State protocol
 //!
 //! See `task/state.rs`: a task is in at most one queue at a time, so queues
 //! hold at most one entry per live task — that is their bound.
 //!
-//! ## Who touches the future
+//! ## Who touches the body (future and output)
 //!
-//! Only the task's home worker thread polls or drops `future`: the worker
-//! whose `owned` map holds the task (`sched/remote.rs`). It owns the task
-//! until it is DONE, and takes futures out of all its tasks at shutdown.
-//! Wakers and join handles on other threads only touch the atomics and the
-//! queues.
+//! - Until the task is over, only its home worker thread: the worker whose
+//!   `owned` map holds the task (`sched/remote.rs`) polls it, cancels it or
+//!   leaks it. The one exception is `cancel_foreign` (see there).
+//! - Once the home worker has published the outcome (join status `Ready`,
+//!   under the join mutex), only the join handle, which takes the output
+//!   under the same mutex. If the handle was dropped before (`Detached`),
+//!   the worker drops the output itself, on the task's own thread.
+//!
+//! Wakers and join handles on other threads otherwise only touch the atomics
+//! and the join mutex.
 //!
 //! The home changes only by a steal (`sched/steal.rs`), and only for
 //! `stealable` tasks, whose futures are `Send`: the thief pops the task from
@@ -22,20 +35,20 @@
 
 use std::cell::UnsafeCell;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, RawWakerVTable};
 
+use super::body::{Body, Core};
+use super::join::{JoinHandle, JoinSlot, JoinStatus};
 use super::state::{AfterPoll, TaskState};
+use super::waker::{self, VTableFor};
 use crate::runtime::context;
 use crate::runtime::shared::Shared;
 
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
-
-pub(crate) struct Task {
+pub(crate) struct Task<B: ?Sized = dyn Body> {
     pub(crate) id: u64,
-    state: TaskState,
+    pub(crate) state: TaskState,
     aborted: AtomicBool,
     /// Registered in its home worker's `owned` map (false only while a task
     /// spawned from another thread waits in its first queue).
@@ -45,14 +58,18 @@ pub(crate) struct Task {
     /// Index of the worker that owns and polls this task.
     home: AtomicUsize,
     pub(crate) shared: Arc<Shared>,
-    future: UnsafeCell<Option<BoxFuture>>,
+    /// The wakers' vtable, made for this task's concrete body type.
+    pub(crate) waker_vtable: &'static RawWakerVTable,
+    join: Mutex<JoinSlot>,
+    body: UnsafeCell<B>,
 }
 
-// SAFETY: `future` is only accessed by the home worker's thread (module docs);
-// every other field is atomic or immutable.
-unsafe impl Send for Task {}
+// SAFETY: `body` is only accessed as the module docs say (one thread at a
+// time, handed over under the join mutex); every other field is atomic,
+// behind a mutex, or immutable.
+unsafe impl<B: ?Sized> Send for Task<B> {}
 // SAFETY: as above.
-unsafe impl Sync for Task {}
+unsafe impl<B: ?Sized> Sync for Task<B> {}
 
 /// What [`Task::run`] observed.
 pub(crate) enum RunResult {
@@ -65,14 +82,21 @@ pub(crate) enum RunResult {
 }
 
 impl Task {
-    /// A new task in state SCHEDULED: the caller must enqueue it once.
-    pub(crate) fn new(
+    /// A new task in state SCHEDULED, and its join handle: the caller must
+    /// enqueue the task once. The caller guarantees `future` is `Send` if
+    /// `stealable`, and until its first poll in any case when the task is
+    /// created off its home worker.
+    pub(crate) fn new<F>(
         shared: Arc<Shared>,
         home: usize,
         stealable: bool,
-        future: BoxFuture,
-    ) -> Arc<Task> {
-        Arc::new(Task {
+        future: F,
+    ) -> (Arc<Task>, JoinHandle<F::Output>)
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let task: Arc<Task<Core<F>>> = Arc::new(Task {
             id: shared.next_task_id(),
             state: TaskState::new_scheduled(),
             aborted: AtomicBool::new(false),
@@ -80,8 +104,13 @@ impl Task {
             stealable,
             home: AtomicUsize::new(home),
             shared,
-            future: UnsafeCell::new(Some(future)),
-        })
+            waker_vtable: &VTableFor::<Core<F>>::VTABLE,
+            join: Mutex::new(JoinSlot::new()),
+            body: UnsafeCell::new(Core::new(future)),
+        });
+        let task: Arc<Task> = task;
+        let handle = JoinHandle::new(task.clone());
+        (task, handle)
     }
 
     pub(crate) fn home(&self) -> usize {
@@ -95,31 +124,33 @@ impl Task {
         self.home.store(index, Release);
     }
 
-    /// Polls the future once. Must be called on the home worker's thread.
+    /// Polls the future once. Must be called on the home worker's thread,
+    /// on a task it took from a queue (so one that is not over).
     pub(crate) fn run(self: &Arc<Self>) -> RunResult {
         self.state.start_run();
-        // User code the poll or the drop below runs (the future, its `Drop`)
-        // may wake or abort this task, which touches only atomics, never
-        // `future`; its panics are caught by the harness (polls) and
-        // `drop_future` (drops). Loom: loom_wake_during_poll_is_never_lost_or_
+        // User code the poll runs (the future, its `Drop`) may wake or abort
+        // this task, which touches only atomics, never `body`; its panics
+        // are caught by `Core`. Loom: loom_wake_during_poll_is_never_lost_or_
         // doubled, loom_owner_and_thief_never_run_a_task_twice.
-        // SAFETY: we are on the home worker (the only caller), and polls do
-        // not nest: a wake while RUNNING only sets NOTIFIED.
-        let slot = unsafe { &mut *self.future.get() };
-        let ready = match slot {
-            None => true,
-            Some(_) if self.aborted.load(Acquire) => true,
-            Some(f) => {
-                let waker = Waker::from(self.clone());
-                let mut cx = Context::from_waker(&waker);
-                // The harness catches panics of the user's future.
-                f.as_mut().poll(&mut cx).is_ready()
-            }
+        // SAFETY: we are on the home worker (the only caller) and the task
+        // is not over (a task queued while live is only ever ended by its
+        // home worker: `cancel_foreign` runs on closed queues, after the
+        // worker stopped running tasks), so nobody else touches the body;
+        // polls do not nest: a wake while RUNNING only sets NOTIFIED.
+        let body = unsafe { &mut *self.body.get() };
+        let over = if self.aborted.load(Acquire) {
+            body.cancel();
+            true
+        } else {
+            let waker = waker::borrowed(self);
+            let mut cx = Context::from_waker(&waker);
+            body.poll(&mut cx)
         };
-        if ready {
-            self.state.set_done();
-            let fut = slot.take();
-            drop_future(fut);
+        if over {
+            // Only this thread ends a task that is not over (see `cancel`,
+            // `cancel_foreign`), so the swap cannot find DONE here.
+            let _ = self.state.set_done();
+            self.publish();
             return RunResult::Done;
         }
         match self.state.finish_pending() {
@@ -130,19 +161,72 @@ impl Task {
 
     /// Drops the future without polling (shutdown). Home worker only.
     pub(crate) fn cancel(&self) {
-        self.state.set_done();
-        // SAFETY: called by the home worker, not during a poll of this task.
-        let fut = unsafe { &mut *self.future.get() }.take();
-        drop_future(fut);
+        if !self.state.set_done() {
+            return;
+        }
+        // SAFETY: called by the home worker, not during a poll of this task,
+        // before the outcome is published.
+        unsafe { &mut *self.body.get() }.cancel();
+        self.publish();
     }
 
     /// Forgets the future without dropping it (shutdown, when dropping
     /// futures kept spawning new tasks past the round cap). Home worker only.
-    pub(crate) fn leak_future(&self) {
-        self.state.set_done();
-        // SAFETY: called by the home worker, not during a poll of this task.
-        let fut = unsafe { &mut *self.future.get() }.take();
-        std::mem::forget(fut);
+    /// The record is leaked with it, and so is the runtime's shared state it
+    /// points to: a pinned future's memory must never be freed without its
+    /// drop, and the future lives inside the record.
+    pub(crate) fn leak_future(self: &Arc<Self>) {
+        if !self.state.set_done() {
+            return;
+        }
+        // SAFETY: called by the home worker, not during a poll of this task,
+        // before the outcome is published.
+        unsafe { &mut *self.body.get() }.forget_future();
+        std::mem::forget(self.clone());
+        self.publish();
+    }
+
+    /// Hands the outcome (in the body's output slot) to the join handle, or
+    /// drops it here if the handle is gone. After this, the worker never
+    /// touches the body again.
+    fn publish(&self) {
+        let (waker, discard) = {
+            let mut join = self.join_slot();
+            match join.status {
+                JoinStatus::Pending => {
+                    join.status = JoinStatus::Ready;
+                    (join.waker.take(), false)
+                }
+                JoinStatus::Detached => (None, true),
+                JoinStatus::Ready | JoinStatus::Taken => (None, false),
+            }
+        };
+        if discard {
+            // SAFETY: the handle is gone, so nobody else will ever touch the
+            // body; we are on the thread that owned the task.
+            unsafe { &mut *self.body.get() }.discard_output();
+        }
+        // The handle's waker is user code (any executor may poll a
+        // JoinHandle): its panic must not unwind out of the worker's loop.
+        if let Some(w) = waker {
+            crate::runtime::guard::run_user_code("a JoinHandle's waker", || w.wake());
+        }
+    }
+
+    pub(crate) fn join_slot(&self) -> MutexGuard<'_, JoinSlot> {
+        self.join.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The output slot of the body, typed by the caller.
+    ///
+    /// # Safety
+    ///
+    /// `T` must be the output type of the future this task was created
+    /// with, and the caller must hold the join mutex with status `Ready`
+    /// (the home worker is done with the body; `publish`).
+    pub(crate) unsafe fn output_slot<T>(&self) -> *mut Option<Result<T, super::JoinError>> {
+        // SAFETY: per the contract, this thread has the body to itself.
+        unsafe { &mut *self.body.get() }.output_slot().cast()
     }
 
     /// Requests cancellation: the next run drops the future instead of
@@ -152,15 +236,40 @@ impl Task {
         self.schedule();
     }
 
-    pub(crate) fn is_done(&self) -> bool {
-        self.state.is_done()
-    }
-
     /// Makes the task runnable (the wake path).
     pub(crate) fn schedule(self: &Arc<Self>) {
         if self.state.schedule() {
             enqueue(self.clone());
         }
+    }
+
+    /// Drops the future from another thread after the home worker exited.
+    /// Only reached through a closed remote queue; see `sched/remote.rs`.
+    ///
+    /// Why that is sound: the home worker closes its queue only after taking
+    /// the futures of all tasks it owned, so it no longer touches this one.
+    /// What is left is either gone or the future of a task spawned from
+    /// another thread that never ran, which is `Send` (`Runtime::spawn`, or
+    /// `Runtime::spawn_local_on` before its first poll). A task is in the
+    /// queue at most once, so no other thread pops it concurrently.
+    pub(crate) fn cancel_foreign(self: &Arc<Self>) {
+        // A wake that won IDLE → SCHEDULED may push the task into a closed
+        // queue after its worker cancelled it: then it is over and its
+        // outcome published; leave it alone.
+        if !self.state.set_done() {
+            return;
+        }
+        // SAFETY: exclusive access to a gone or `Send` future (see above).
+        let body = unsafe { &mut *self.body.get() };
+        if self.stealable || !self.registered.load(Acquire) {
+            body.cancel();
+        } else {
+            // Defence in depth: a pinned task that its worker had already
+            // taken in may hold a `!Send` future; never drop it here.
+            body.forget_future();
+            std::mem::forget(self.clone());
+        }
+        self.publish();
     }
 }
 
@@ -180,65 +289,61 @@ pub(crate) fn enqueue(task: Arc<Task>) {
     }
 }
 
-/// Drops a task's future, containing a panic from its destructor (the task
-/// is over either way; its join handle already reports the outcome).
-fn drop_future(fut: Option<BoxFuture>) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(fut)));
-}
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
 
-impl Wake for Task {
-    fn wake(self: Arc<Self>) {
-        self.schedule();
+    use super::*;
+    use crate::metrics::WorkerMetrics;
+    use crate::sched::{Remote, StealPolicy};
+
+    /// The shared parts of a two-worker runtime, without threads or rings.
+    fn two_workers() -> Arc<Shared> {
+        let remotes = (0..2)
+            .map(|i| Arc::new(Remote::new(i, Arc::new(WorkerMetrics::default())).unwrap()))
+            .collect();
+        Arc::new(Shared::new(
+            remotes,
+            StealPolicy::new(true, 1),
+            Duration::from_secs(1),
+        ))
     }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.schedule();
-    }
-}
 
-/// Yields once: the task goes to the back of its worker's run queue.
-pub fn yield_now() -> YieldNow {
-    YieldNow { yielded: false }
-}
-
-/// Future returned by [`yield_now`].
-#[derive(Debug)]
-#[must_use = "futures do nothing unless awaited"]
-pub struct YieldNow {
-    yielded: bool,
-}
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielded {
-            return Poll::Ready(());
+    /// A wake that won IDLE → SCHEDULED but pushes only after the worker
+    /// cancelled the task at shutdown and closed its queue: the closed
+    /// queue's drain must leave the finished task alone (not touch its
+    /// published output, not leak its record).
+    #[test]
+    fn a_late_push_of_a_cancelled_task_leaves_it_alone() {
+        for stealable in [false, true] {
+            let shared = two_workers();
+            let (task, handle) = Task::new(shared.clone(), 1, stealable, async { 7u32 });
+            task.registered.store(true, Release);
+            assert!(!task.state.schedule(), "a new task is already SCHEDULED");
+            task.cancel();
+            shared.remotes[1].close();
+            shared.remotes[1].push(task.clone());
+            let weak = Arc::downgrade(&task);
+            drop((task, handle));
+            assert!(
+                weak.upgrade().is_none(),
+                "record leaked (stealable: {stealable})"
+            );
         }
-        self.yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
-}
 
-impl Task {
-    /// Drops the future from another thread after the home worker exited.
-    /// Only reached through a closed remote queue; see `sched/remote.rs`.
-    ///
-    /// Why that is sound: the home worker closes its queue only after taking
-    /// the futures of all tasks it owned, so it no longer touches this one.
-    /// What is left is either `None` or the future of a task spawned from
-    /// another thread that never ran, which is `Send` (`Runtime::spawn`, or
-    /// `Runtime::spawn_local_on` before its first poll). A task is in the
-    /// queue at most once, so no other thread pops it concurrently.
-    pub(crate) fn cancel_foreign(&self) {
-        self.state.set_done();
-        // SAFETY: exclusive access to a `None` or `Send` future (see above).
-        let fut = unsafe { &mut *self.future.get() }.take();
-        if self.stealable || !self.registered.load(Acquire) {
-            drop_future(fut);
-        } else {
-            // Defence in depth: a pinned task that its worker had already
-            // taken in may hold a `!Send` future; never drop it here.
-            std::mem::forget(fut);
-        }
+    /// `is_finished` means the handle's next poll is ready.
+    #[test]
+    fn finished_means_ready() {
+        let shared = two_workers();
+        let (task, handle) = Task::new(shared, 0, true, async { 1u8 });
+        let _ = task.state.set_done();
+        assert!(
+            !handle.is_finished(),
+            "finished before the outcome was published"
+        );
+        task.publish();
+        assert!(handle.is_finished());
     }
 }

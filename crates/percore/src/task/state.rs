@@ -83,11 +83,11 @@ impl TaskState {
         }
     }
 
-    pub(crate) fn set_done(&self) {
-        self.0.store(DONE, Release);
-    }
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.0.load(Acquire) == DONE
+    /// The task is over; false if it already was. Whoever moves it to DONE
+    /// first owns what is left of its body (the runner, the home worker's
+    /// cancel, or the drain of a closed queue); the others leave it alone.
+    #[must_use]
+    pub(crate) fn set_done(&self) -> bool {
+        self.0.swap(DONE, AcqRel) != DONE
     }
 }
