@@ -183,6 +183,25 @@ pub(crate) async fn send_zc<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<us
     (cqe_result(c.res).map(|n| n as usize), c.data.buf)
 }
 
+/// What a readiness poll keeps until its CQE: the socket it names.
+pub(crate) struct PollData {
+    _socket: Socket,
+}
+
+impl OpData for PollData {}
+
+/// Waits until `socket` has bytes to read, its peer closed, or an error is
+/// pending (`IORING_OP_POLL_ADD`, one-shot): a wait that holds no buffer.
+pub(crate) async fn readable(socket: &Socket) -> io::Result<()> {
+    let fd = socket.raw();
+    let data = PollData {
+        _socket: socket.clone(),
+    };
+    let mask = (libc::POLLIN | libc::POLLRDHUP) as u32;
+    let op = Op::new(data, |_| opcode::PollAdd::new(types::Fd(fd), mask).build());
+    cqe_result(op.await.res).map(drop)
+}
+
 struct NopData;
 impl OpData for NopData {}
 

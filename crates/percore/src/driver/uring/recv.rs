@@ -13,8 +13,12 @@
 //! is empty (`ENOBUFS`): then the caller receives once into an owned buffer
 //! (counted in `recv_fallbacks`; the bytes stayed in the socket, nothing is
 //! lost) and the next call re-arms, unless fewer than an eighth of the
-//! pool's buffers are free: then it receives into an owned buffer again. A call on a worker without a pool (the
-//! epoll driver, an old kernel) also receives into an owned buffer.
+//! pool's buffers are free. Then it first waits for the socket to be
+//! readable (a poll op, no buffer held: under 10,000 idle connections an
+//! owned buffer per waiting receive would be 40 MiB), and once there are
+//! bytes it arms again if buffers came back, else takes them with one
+//! non-blocking `recv(2)` into a buffer of exactly their size. A call on a worker without a pool (the epoll driver, an
+//! old kernel) receives into an owned buffer.
 //!
 //! Because the chunks live in the stream, dropping a `recv_pooled` or `read`
 //! future loses no bytes, and `read` after `recv_pooled` returns the queued
@@ -50,9 +54,16 @@ struct MultiRecvData {
 /// Results are handed out through the cell, never through `orphaned`.
 impl OpData for MultiRecvData {}
 
-/// A receive into an owned buffer, kept in the stream so that dropping the
-/// caller's future loses none of its bytes.
-type OwnedRecv = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + Send>>;
+/// A receive into an owned buffer, or a wait for bytes to read, kept in the
+/// stream so that dropping the caller's future loses none of its bytes.
+type Fallback = Pin<Box<dyn Future<Output = FallbackDone> + Send>>;
+
+enum FallbackDone {
+    /// An owned receive ended: its result and buffer.
+    Received(io::Result<usize>, Vec<u8>),
+    /// The socket has bytes (or an end or error) to read.
+    Readable(io::Result<()>),
+}
 
 #[derive(Default)]
 struct State {
@@ -64,9 +75,13 @@ struct State {
     moving: bool,
     /// Chunks a `read` took only part of, oldest first.
     partial: VecDeque<RecvBuf>,
-    /// A receive into an owned buffer in progress (no pool here, or it
-    /// was empty), and every caller waiting on it.
-    fallback: Option<OwnedRecv>,
+    /// A receive into an owned buffer (no pool here, or it was empty) or a
+    /// wait for readability (the pool was low) in progress, and every
+    /// caller waiting on it.
+    fallback: Option<Fallback>,
+    /// The last readability wait ended: bytes are there, so if the pool is
+    /// still low, receive them into an owned buffer now.
+    readable: bool,
     fallback_waiters: Vec<std::task::Waker>,
 }
 
@@ -116,13 +131,22 @@ impl MultiRecv {
             // future behind.
             if let Some(mut f) = s.fallback.take() {
                 match f.as_mut().poll(cx) {
-                    Poll::Ready((res, v)) => {
+                    Poll::Ready(FallbackDone::Received(res, v)) => {
                         // Other callers waiting on this receive (the op
                         // wakes only its last poller) look again.
                         let others = std::mem::take(&mut s.fallback_waiters);
                         drop(s);
                         others.into_iter().for_each(Waker::wake);
                         return Poll::Ready(res.map(|_| RecvBuf::owned(v)));
+                    }
+                    Poll::Ready(FallbackDone::Readable(res)) => {
+                        if let Err(e) = res {
+                            return Poll::Ready(Err(e));
+                        }
+                        // Arm or receive below; the other waiters look again
+                        // when that ends (they stay registered).
+                        s.readable = true;
+                        continue;
                     }
                     Poll::Pending => {
                         s.fallback = Some(f);
@@ -161,8 +185,20 @@ impl MultiRecv {
                 }
                 continue;
             }
-            match arm(sock) {
+            match arm(sock, std::mem::take(&mut s.readable)) {
                 Armed::No(size) => s.fallback = Some(owned_recv(sock, size)),
+                Armed::Low => s.fallback = Some(wait_readable(sock)),
+                Armed::ReadNow(max) => match recv_now(sock, max) {
+                    Ok(Some(v)) => {
+                        let others = std::mem::take(&mut s.fallback_waiters);
+                        drop(s);
+                        others.into_iter().for_each(Waker::wake);
+                        return Poll::Ready(Ok(RecvBuf::owned(v)));
+                    }
+                    // Spurious readiness: wait again.
+                    Ok(None) => s.fallback = Some(wait_readable(sock)),
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
                 Armed::Failed(e) => return Poll::Ready(Err(e)),
                 // Polled at the top of the loop: registers the waker.
                 Armed::Yes(cell, pool, worker) => s.armed = Some((cell, pool, worker)),
@@ -184,10 +220,59 @@ fn moved_from(ring_worker: u64) -> bool {
     .unwrap_or(false)
 }
 
-fn owned_recv(sock: &Socket, size: usize) -> OwnedRecv {
+fn owned_recv(sock: &Socket, size: usize) -> Fallback {
     let sock = sock.clone();
     let buf = super::bufring::spare_take(size);
-    Box::pin(async move { crate::net::ops::recv(&sock, buf).await })
+    Box::pin(async move {
+        let (res, buf) = crate::net::ops::recv(&sock, buf).await;
+        FallbackDone::Received(res, buf)
+    })
+}
+
+thread_local! {
+    /// Where `recv_now` receives before copying out exactly what came.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One non-blocking `recv(2)` of up to `max` bytes from a socket that was
+/// just reported readable, into a buffer of exactly the size received (a
+/// 64-byte message costs 64 bytes, not a pool-sized buffer). `None`: nothing
+/// there after all. No op of ours reads this socket meanwhile (its
+/// multishot ended), so the bytes stay in order.
+fn recv_now(sock: &Socket, max: usize) -> io::Result<Option<Vec<u8>>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.clear();
+        scratch.reserve(max);
+        let room = scratch.spare_capacity_mut();
+        let len = room.len().min(max);
+        // SAFETY: the kernel writes at most `len` bytes into `room`, which
+        // has that much capacity and lives across the call; nothing else
+        // touches the thread-local meanwhile (borrowed mutably).
+        let n = unsafe {
+            libc::recv(
+                sock.raw(),
+                room.as_mut_ptr().cast(),
+                len,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: the kernel initialised the first `n` (≤ `len`) bytes.
+        unsafe { scratch.set_len(n as usize) };
+        Ok(Some(scratch.as_slice().to_vec()))
+    })
+}
+
+fn wait_readable(sock: &Socket) -> Fallback {
+    let sock = sock.clone();
+    Box::pin(async move { FallbackDone::Readable(super::ops::readable(&sock).await) })
 }
 
 /// What one CQE of a multishot recv gives the caller.
@@ -228,13 +313,19 @@ enum Armed {
     Yes(Arc<Multishot>, Arc<BufPool>, u64),
     /// Not available here: receive into an owned buffer of this size.
     No(usize),
+    /// The pool is low and nothing says bytes are waiting: wait until the
+    /// socket is readable, holding no buffer.
+    Low,
+    /// The pool is low and bytes are waiting: take up to this many now.
+    ReadNow(usize),
     Failed(io::Error),
 }
 
 /// Owned-buffer size where no pool tells one.
 const OWNED_SIZE: usize = 16 * 1024;
 
-fn arm(sock: &Socket) -> Armed {
+/// `readable`: the socket is known to have bytes waiting.
+fn arm(sock: &Socket, readable: bool) -> Armed {
     context::with_worker(|w| {
         let mut driver = w.driver.borrow_mut();
         let IoDriver::Uring(ring) = &mut *driver else {
@@ -248,10 +339,14 @@ fn arm(sock: &Socket) -> Armed {
         };
         // A pool running low would end the new op at once with ENOBUFS
         // (an arm, a failed CQE and a re-arm per message under load):
-        // receive into an owned buffer until buffers come back.
+        // wait for bytes without a buffer, then receive them into an owned
+        // one if buffers have not come back by then.
         if pool.available() < (usize::from(pool.count()) / 8).max(1) {
+            if !readable {
+                return Armed::Low;
+            }
             w.metrics.recv_fallbacks.bump();
-            return Armed::No(pool.size() as usize);
+            return Armed::ReadNow(pool.size() as usize);
         }
         let discard = pool.clone();
         let cap = QUEUE_CAP.min(usize::from(pool.count()) / 8).max(1);
