@@ -306,6 +306,8 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
     let out = std::process::Command::new(exe)
         .args([
             "compare",
+            "--scenarios",
+            "latency",
             "--servers",
             servers,
             "--reps",
@@ -434,6 +436,8 @@ fn invocations_repeat_the_comparison_at_the_same_rates() {
     let out = std::process::Command::new(exe)
         .args([
             "compare",
+            "--scenarios",
+            "latency",
             "--servers",
             "uring-loop,epoll-loop",
             "--invocations",
@@ -548,7 +552,7 @@ fn compare_measures_external_servers() {
     let exe = env!("CARGO_BIN_EXE_bench-harness");
     let dir = std::env::temp_dir().join(format!("bh-ext-{}", std::process::id()));
     let out = std::process::Command::new(exe)
-        .arg("compare")
+        .args(["compare", "--scenarios", "latency"])
         .arg("--server")
         .arg(format!(
             "ext-announce={exe} serve epoll-loop --workers {{workers}}"
