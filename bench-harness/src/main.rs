@@ -134,11 +134,7 @@ struct CompareArgs {
     arrivals: Arrivals,
     /// `sweep` scenario: open-loop rates as fractions of the fastest
     /// server's closed-loop maximum, light load to past saturation.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "0.2,0.4,0.6,0.8,1.0,1.2"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.4,0.6,0.8,1.0,1.2")]
     sweep: Vec<f64>,
     /// `sweep` scenario: the p99 a server must stay under, in µs (p99.9
     /// under 10x that); each server's capacity is the highest rate it
