@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicIsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use common::*;
-use percore::net::TcpListener;
-use percore::{Driver, Runtime};
+use percore::net::{TcpListener, TcpStream};
+use percore::time::{sleep, timeout};
+use percore::{Driver, RecvBuf, Runtime};
+use std::sync::Arc;
 
 struct Live;
 
@@ -45,6 +47,39 @@ unsafe impl GlobalAlloc for Live {
 static GLOBAL: Live = Live;
 
 const IDLE: usize = 64;
+
+/// The live-byte count is process-wide: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Held = (Vec<RecvBuf>, Vec<(StdStream, TcpStream)>);
+
+/// Drains an 8-buffer pool: connections each with one received chunk kept.
+async fn drain(l: &TcpListener, addr: std::net::SocketAddr) -> Held {
+    let mut held = Vec::new();
+    let mut keep = Vec::new();
+    while held.iter().filter(|c: &&RecvBuf| c.is_pooled()).count() < 8 {
+        let mut c = StdStream::connect(addr).unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        c.write_all(b"x").unwrap();
+        held.push(s.recv_pooled().await.unwrap());
+        keep.push((c, s));
+    }
+    (held, keep)
+}
+
+fn small_pool() -> Runtime {
+    Runtime::builder()
+        .workers(1)
+        .ring_entries(256)
+        .recv_buffers(8, BUF)
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .expect("runtime")
+}
 const BUF: u32 = 4096;
 
 /// The pool is drained (its buffers held by the application); 64 more
@@ -55,14 +90,9 @@ fn waiting_on_an_exhausted_pool_holds_no_buffer_and_loses_no_byte() {
     if driver() != Driver::IoUring {
         return; // the pool is io_uring's; epoll reads into owned buffers
     }
+    let _s = serial();
     let _w = watchdog("exhausted pool", 60);
-    let rt = Runtime::builder()
-        .workers(1)
-        .ring_entries(256)
-        .recv_buffers(8, BUF)
-        .shutdown_timeout(Duration::from_secs(5))
-        .build()
-        .expect("runtime");
+    let rt = small_pool();
     let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
     let (growth, clients, tasks, held) = rt.block_on(async move {
@@ -120,4 +150,72 @@ fn waiting_on_an_exhausted_pool_holds_no_buffer_and_loses_no_byte() {
         let want: Vec<u8> = (0..100).map(|k| (i * 7 + k) as u8).collect();
         assert_eq!(got, want, "connection {i}");
     }
+}
+
+/// Two tasks wait in `recv_pooled` on one stream while the pool is low
+/// (one of them on the readiness wait, the other registered beside it).
+/// The pool recovers and bytes come: the receive re-arms, and both tasks
+/// still get a chunk: the one not polling the wait must be woken too.
+#[test]
+fn every_waiter_wakes_when_readiness_rearms() {
+    if driver() != Driver::IoUring {
+        return;
+    }
+    let _s = serial();
+    let _w = watchdog("rearm waiters", 60);
+    let rt = small_pool();
+    let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.block_on(async move {
+        let (held, _keep) = drain(&l, addr).await;
+        let mut c = StdStream::connect(addr).unwrap();
+        let s = Arc::new(l.accept().await.unwrap().0);
+        let (a, b) = (s.clone(), s.clone());
+        let t1 = percore::spawn(async move { a.recv_pooled().await.unwrap().to_vec() });
+        sleep(Duration::from_millis(50)).await;
+        let t2 = percore::spawn(async move { b.recv_pooled().await.unwrap().to_vec() });
+        sleep(Duration::from_millis(50)).await;
+        drop(held);
+        c.write_all(b"a").unwrap();
+        sleep(Duration::from_millis(100)).await;
+        c.write_all(b"b").unwrap();
+        let x = timeout(Duration::from_secs(5), t1).await.expect("t1 hung");
+        let y = timeout(Duration::from_secs(5), t2).await.expect("t2 hung");
+        let mut got = [x.unwrap(), y.unwrap()];
+        got.sort();
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+    });
+}
+
+/// As above, but the pool stays low and the peer resets the connection:
+/// both waiters finish (an error or the end), neither hangs.
+#[test]
+fn every_waiter_wakes_when_a_reset_ends_the_wait() {
+    if driver() != Driver::IoUring {
+        return;
+    }
+    let _s = serial();
+    let _w = watchdog("reset waiters", 60);
+    let rt = small_pool();
+    let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.block_on(async move {
+        let (_held, _keep) = drain(&l, addr).await;
+        let c = StdStream::connect(addr).unwrap();
+        let s = Arc::new(l.accept().await.unwrap().0);
+        let (a, b) = (s.clone(), s.clone());
+        let t1 = percore::spawn(async move { a.recv_pooled().await.map(|c| c.len()) });
+        sleep(Duration::from_millis(50)).await;
+        let t2 = percore::spawn(async move { b.recv_pooled().await.map(|c| c.len()) });
+        sleep(Duration::from_millis(50)).await;
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+        let x = timeout(Duration::from_secs(5), t1).await.expect("t1 hung");
+        let y = timeout(Duration::from_secs(5), t2).await.expect("t2 hung");
+        for r in [x.unwrap(), y.unwrap()] {
+            assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        }
+    });
 }

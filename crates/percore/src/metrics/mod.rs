@@ -90,8 +90,9 @@ pub struct WorkerMetrics {
     pub multishot_backpressure: Counter,
     /// Multishot recvs this worker armed (one per stream, plus re-arms).
     pub recv_arms: Counter,
-    /// Receives into an owned buffer because the provided-buffer pool was
-    /// empty (`ENOBUFS`).
+    /// `recv_pooled` receives not taken from the provided-buffer pool: an
+    /// owned receive after the pool ran empty (`ENOBUFS`), or a direct
+    /// `recv(2)` after a readiness wait while the pool was low.
     pub recv_fallbacks: Counter,
     /// Zero-copy send notifications reaped (one per completed `write_zc`
     /// on io_uring).

@@ -278,8 +278,16 @@ pub struct RecvBuf {
 }
 
 enum Kind {
-    Pooled { pool: Arc<BufPool>, bid: u16 },
-    Owned(Vec<u8>),
+    Pooled {
+        pool: Arc<BufPool>,
+        bid: u16,
+    },
+    /// `spare`: goes to the thread's spare list when dropped (a buffer
+    /// sized for owned receives, not one cut to its bytes).
+    Owned {
+        v: Vec<u8>,
+        spare: bool,
+    },
 }
 
 impl RecvBuf {
@@ -287,7 +295,18 @@ impl RecvBuf {
     pub(crate) fn owned(v: Vec<u8>) -> RecvBuf {
         let end = v.len();
         RecvBuf {
-            kind: Kind::Owned(v),
+            kind: Kind::Owned { v, spare: true },
+            start: 0,
+            end,
+        }
+    }
+
+    /// Received bytes in a buffer of exactly their size: freed when
+    /// dropped, never kept as a spare (it would not fit the next receive).
+    pub(crate) fn exact(v: Vec<u8>) -> RecvBuf {
+        let end = v.len();
+        RecvBuf {
+            kind: Kind::Owned { v, spare: false },
             start: 0,
             end,
         }
@@ -302,7 +321,7 @@ impl RecvBuf {
     fn base(&self) -> *const u8 {
         match &self.kind {
             Kind::Pooled { pool, bid } => pool.buffer(*bid),
-            Kind::Owned(v) => v.as_ptr(),
+            Kind::Owned { v, .. } => v.as_ptr(),
         }
     }
 
@@ -347,7 +366,8 @@ impl Drop for RecvBuf {
     fn drop(&mut self) {
         match &mut self.kind {
             Kind::Pooled { pool, bid } => pool.give_back(*bid),
-            Kind::Owned(v) => spare_put(std::mem::take(v)),
+            Kind::Owned { v, spare: true } => spare_put(std::mem::take(v)),
+            Kind::Owned { spare: false, .. } => {}
         }
     }
 }

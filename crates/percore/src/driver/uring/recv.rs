@@ -80,7 +80,8 @@ struct State {
     /// caller waiting on it.
     fallback: Option<Fallback>,
     /// The last readability wait ended: bytes are there, so if the pool is
-    /// still low, receive them into an owned buffer now.
+    /// still low, take them now with `recv_now` (set and consumed within
+    /// one poll).
     readable: bool,
     fallback_waiters: Vec<std::task::Waker>,
 }
@@ -140,11 +141,17 @@ impl MultiRecv {
                         return Poll::Ready(res.map(|_| RecvBuf::owned(v)));
                     }
                     Poll::Ready(FallbackDone::Readable(res)) => {
+                        // Whatever comes next (an armed receive, bytes taken
+                        // now, an error), the other callers waiting on this
+                        // wait (the op wakes only its last poller) must look
+                        // again and register with it.
+                        let others = std::mem::take(&mut s.fallback_waiters);
                         if let Err(e) = res {
+                            drop(s);
+                            others.into_iter().for_each(Waker::wake);
                             return Poll::Ready(Err(e));
                         }
-                        // Arm or receive below; the other waiters look again
-                        // when that ends (they stay registered).
+                        others.into_iter().for_each(Waker::wake);
                         s.readable = true;
                         continue;
                     }
@@ -193,7 +200,7 @@ impl MultiRecv {
                         let others = std::mem::take(&mut s.fallback_waiters);
                         drop(s);
                         others.into_iter().for_each(Waker::wake);
-                        return Poll::Ready(Ok(RecvBuf::owned(v)));
+                        return Poll::Ready(Ok(RecvBuf::exact(v)));
                     }
                     // Spurious readiness: wait again.
                     Ok(None) => s.fallback = Some(wait_readable(sock)),
@@ -237,8 +244,10 @@ thread_local! {
 /// One non-blocking `recv(2)` of up to `max` bytes from a socket that was
 /// just reported readable, into a buffer of exactly the size received (a
 /// 64-byte message costs 64 bytes, not a pool-sized buffer). `None`: nothing
-/// there after all. No op of ours reads this socket meanwhile (its
-/// multishot ended), so the bytes stay in order.
+/// there after all. No receive op of this stream's `recv_pooled` is in
+/// flight (its multishot ended and the wait completed), so the bytes stay
+/// in order; a plain `read` racing on the same stream from another task
+/// could take bytes in between, as with any two concurrent readers.
 fn recv_now(sock: &Socket, max: usize) -> io::Result<Option<Vec<u8>>> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
