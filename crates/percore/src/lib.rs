@@ -14,19 +14,21 @@
 //! ```
 //!
 //! Layout: `runtime/` (builder, workers, shutdown), `task/` (task record,
-//! join handles), `sched/` (cross-thread queues, park/unpark), `driver/`
+//! join handles), `blocking/` (the bounded pool for `spawn_blocking`), `sched/` (cross-thread queues, park/unpark), `driver/`
 //! (op lifecycle, buffers, io_uring), `net/`, `time/`, `sync/`, `metrics/`.
 //! `docs/architecture.md` walks through them.
 
+mod blocking;
 mod driver;
 pub mod metrics;
 pub mod net;
 mod runtime;
 mod sched;
 pub mod sync;
-mod task;
+pub mod task;
 pub mod time;
 
+pub use blocking::{BlockingError, BlockingStats};
 pub use driver::buf::{IoBuf, IoBufMut, Slice};
 pub use driver::uring::bufring::RecvBuf;
 pub use driver::uring::{RingFeatures, RingSetup};

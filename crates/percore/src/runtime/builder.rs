@@ -14,6 +14,7 @@ use super::info::WorkerInfo;
 use super::shared::Shared;
 use super::worker::Worker;
 use super::Runtime;
+use crate::blocking::{Limits, Pool};
 use crate::driver::uring::{self, RingSetup};
 use crate::driver::{Driver, IoDriver};
 use crate::metrics::WorkerMetrics;
@@ -35,6 +36,7 @@ pub struct Builder {
     steal_threshold: usize,
     wake_mode: WakeMode,
     recv_buffers: (u16, u32),
+    blocking: Limits,
 }
 
 /// How a worker wakes a parked sibling (`Builder::wake_mode`).
@@ -65,6 +67,11 @@ impl Default for Builder {
             steal_threshold: 8,
             wake_mode: WakeMode::Auto,
             recv_buffers: (1024, 4096),
+            blocking: Limits {
+                threads: 32,
+                queue: 1024,
+                keep_alive: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -133,8 +140,6 @@ impl Builder {
         self
     }
 
-    /// Starts the workers. Fails if any worker cannot set up its ring, with
-    /// the worker's index and what to change.
     /// Work stealing between workers (default on): an idle worker takes
     /// about half of a busy sibling's queued `spawn` tasks. `spawn_local`
     /// tasks never move.
@@ -156,6 +161,32 @@ impl Builder {
         self
     }
 
+    /// Most threads of the blocking pool (`task::spawn_blocking`; default
+    /// 32, minimum 1). Threads start on demand and end after
+    /// `blocking_keep_alive` idle.
+    pub fn blocking_threads(&mut self, n: usize) -> &mut Self {
+        self.blocking.threads = n.max(1);
+        self
+    }
+
+    /// Most blocking jobs waiting for a thread (default 1,024). Beyond it,
+    /// `try_spawn_blocking` returns an error at once and `spawn_blocking`'s
+    /// handle resolves to a cancelled `JoinError`: never an unbounded
+    /// backlog.
+    pub fn blocking_queue(&mut self, n: usize) -> &mut Self {
+        self.blocking.queue = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before it ends
+    /// (default 10 s).
+    pub fn blocking_keep_alive(&mut self, d: Duration) -> &mut Self {
+        self.blocking.keep_alive = d;
+        self
+    }
+
+    /// Starts the workers. Fails if any worker cannot set up its ring, with
+    /// the worker's index and what to change.
     pub fn build(&self) -> io::Result<Runtime> {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let n = self.workers.unwrap_or(cores.len().max(1));
@@ -175,7 +206,11 @@ impl Builder {
         // With one worker there is no sibling to steal from or to wake: the policy
         // is off, so wakes and parks skip its fences.
         let policy = StealPolicy::new(self.steal && n > 1, self.steal_threshold);
-        let shared = Arc::new(Shared::new(remotes, policy, self.shutdown_timeout));
+        let mut shared = Shared::new(remotes, policy, self.shutdown_timeout);
+        // Built here, on the caller's thread, whose CPU mask (not a pinned
+        // worker's) the pool's threads take.
+        shared.blocking = Pool::new(self.blocking, format!("{}-blocking", self.thread_name));
+        let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {

@@ -12,6 +12,7 @@ use super::context;
 use super::info::WorkerInfo;
 use super::shared::Shared;
 use super::Builder;
+use crate::blocking::{BlockingError, BlockingStats};
 use crate::metrics::MetricsSnapshot;
 use crate::task::JoinHandle;
 
@@ -107,6 +108,31 @@ impl Runtime {
             self.shared.remotes.len()
         );
         self.shared.spawn_local_on(index, make)
+    }
+
+    /// Runs `f` on this runtime's blocking pool, from any thread; see
+    /// [`task::spawn_blocking`](crate::task::spawn_blocking) for the
+    /// policy when the pool is full.
+    pub fn spawn_blocking<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::blocking::submit(&self.shared.blocking, f).unwrap_or_else(|(_, h)| h)
+    }
+
+    /// Like [`Runtime::spawn_blocking`], but a refusal is an error.
+    pub fn try_spawn_blocking<F, T>(&self, f: F) -> Result<JoinHandle<T>, BlockingError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::blocking::submit(&self.shared.blocking, f).map_err(|(e, _)| e)
+    }
+
+    /// The blocking pool's threads, queue and counts.
+    pub fn blocking_stats(&self) -> BlockingStats {
+        self.shared.blocking.stats()
     }
 
     /// The workers: placement and ring setup.

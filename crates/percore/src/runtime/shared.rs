@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::blocking::{Limits, Pool};
 use crate::sched::{Remote, StealPolicy};
 use crate::task::join::JoinHandle;
 use crate::task::raw::Task;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     next_task: AtomicU64,
     next_worker: AtomicUsize,
+    /// The bounded pool for `spawn_blocking`.
+    pub(crate) blocking: Arc<Pool>,
 }
 
 impl Shared {
@@ -46,6 +49,7 @@ impl Shared {
             failure: Mutex::new(None),
             next_task: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
+            blocking: Pool::new(Limits::default(), "percore-blocking".into()),
         }
     }
 
@@ -64,6 +68,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         self.shutdown.store(true, SeqCst);
+        self.blocking.shutdown();
         for r in &self.remotes {
             r.unpark();
         }

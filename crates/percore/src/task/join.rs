@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::raw::Task;
+use crate::blocking::slot::Slot as BlockingSlot;
 
 /// Why a task produced no value.
 pub struct JoinError {
@@ -120,36 +121,56 @@ impl JoinSlot {
     }
 }
 
-/// A handle to a spawned task: a future of its output.
+/// A handle to a spawned task (or a blocking job): a future of its output.
 ///
 /// Dropping the handle **detaches** the task (it runs on, its output is
 /// dropped); [`JoinHandle::abort`] cancels it.
 pub struct JoinHandle<T> {
-    task: Arc<Task>,
-    _output: PhantomData<T>,
+    repr: Source<T>,
+}
+
+/// Where the handle's result comes from.
+enum Source<T> {
+    Task(Arc<Task>, PhantomData<T>),
+    Blocking(Arc<BlockingSlot<T>>),
 }
 
 impl<T> JoinHandle<T> {
     /// The handle of `task`, whose future's output type is `T`.
     pub(crate) fn new(task: Arc<Task>) -> JoinHandle<T> {
         JoinHandle {
-            task,
-            _output: PhantomData,
+            repr: Source::Task(task, PhantomData),
+        }
+    }
+
+    /// The handle of a job on the blocking pool.
+    pub(crate) fn blocking(slot: Arc<BlockingSlot<T>>) -> JoinHandle<T> {
+        JoinHandle {
+            repr: Source::Blocking(slot),
         }
     }
 
     /// Cancels the task: its future is dropped at its worker's next chance
     /// (cancelling its in-flight I/O) and the handle resolves to a cancelled
-    /// `JoinError`, unless the task had already finished.
+    /// `JoinError`, unless the task had already finished. A blocking job
+    /// that has not started is skipped; one already running runs to its
+    /// end (a thread cannot be interrupted) and its value is dropped.
     pub fn abort(&self) {
-        self.task.abort();
+        match &self.repr {
+            Source::Task(task, _) => task.abort(),
+            Source::Blocking(slot) => slot.abort(),
+        }
     }
 
     /// Whether the task has finished (completed, panicked or cancelled).
     pub fn is_finished(&self) -> bool {
-        // The join status, not the task state: DONE comes a moment before
-        // the outcome is published, and "finished" promises a ready poll.
-        self.task.join_slot().status != JoinStatus::Pending
+        match &self.repr {
+            // The join status, not the task state: DONE comes a moment
+            // before the outcome is published, and "finished" promises a
+            // ready poll.
+            Source::Task(task, _) => task.join_slot().status != JoinStatus::Pending,
+            Source::Blocking(slot) => slot.is_finished(),
+        }
     }
 }
 
@@ -158,7 +179,8 @@ impl<T> JoinHandle<T> {
 // gives), its `&self` methods never touch `T` (so `Sync` needs only
 // `T: Send`), and it never pins `T`.
 // SAFETY: `abort` and `is_finished`, the only `&self` methods, touch the
-// task's atomics and join status, never the output.
+// task's atomics and join status (or the blocking slot's flag and done
+// bit), never the output.
 unsafe impl<T: Send> Sync for JoinHandle<T> {}
 impl<T> Unpin for JoinHandle<T> {}
 
@@ -166,14 +188,18 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut join = self.task.join_slot();
+        let task = match &self.repr {
+            Source::Task(task, _) => task,
+            Source::Blocking(slot) => return slot.poll(cx),
+        };
+        let mut join = task.join_slot();
         match join.status {
             JoinStatus::Ready => {
                 join.status = JoinStatus::Taken;
                 // SAFETY: this handle was made with the task's output type
                 // (`Task::new`), and we hold the join mutex with status
                 // `Ready`: the worker is done with the body for good.
-                let out = unsafe { (*self.task.output_slot::<T>()).take() };
+                let out = unsafe { (*task.output_slot::<T>()).take() };
                 drop(join);
                 Poll::Ready(out.expect("a Ready task has an output"))
             }
@@ -193,7 +219,11 @@ impl<T> Drop for JoinHandle<T> {
     /// Detaches a running task, or drops an output nobody took, here: the
     /// output's type lives where its handle does.
     fn drop(&mut self) {
-        let mut join = self.task.join_slot();
+        let task = match &self.repr {
+            Source::Task(task, _) => task,
+            Source::Blocking(slot) => return slot.detach(),
+        };
+        let mut join = task.join_slot();
         match join.status {
             JoinStatus::Pending => {
                 join.status = JoinStatus::Detached;
@@ -204,7 +234,7 @@ impl<T> Drop for JoinHandle<T> {
             JoinStatus::Ready => {
                 join.status = JoinStatus::Taken;
                 // SAFETY: as in `poll`.
-                let out = unsafe { (*self.task.output_slot::<T>()).take() };
+                let out = unsafe { (*task.output_slot::<T>()).take() };
                 drop(join);
                 drop(out);
             }
@@ -215,8 +245,15 @@ impl<T> Drop for JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("task", &self.task.id)
-            .finish()
+        match &self.repr {
+            Source::Task(task, _) => f
+                .debug_struct("JoinHandle")
+                .field("task", &task.id)
+                .finish(),
+            Source::Blocking(_) => f
+                .debug_struct("JoinHandle")
+                .field("blocking", &true)
+                .finish(),
+        }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod state;
 mod waker;
 mod yield_now;
 
+pub use crate::blocking::{spawn_blocking, try_spawn_blocking};
 pub use join::{JoinError, JoinHandle};
 pub use spawn::{spawn, spawn_local};
 pub use yield_now::{yield_now, YieldNow};
