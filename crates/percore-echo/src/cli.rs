@@ -132,10 +132,51 @@ pub struct Args {
     #[arg(long)]
     pub no_steal: bool,
 
+    /// Most connections open at once, for the whole process. Past it, a
+    /// new connection is accepted and closed at once (counted as
+    /// `refused`), so the kernel's backlog never fills silently; open
+    /// connections are unaffected. Default: no limit.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_conns: Option<u64>,
+
+    /// Close a connection that moves no bytes (nothing received, or a
+    /// write that cannot proceed) for this many seconds (fractions
+    /// allowed), counted as `idle closed`. Default: never.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = positive_secs)]
+    pub idle_timeout: Option<f64>,
+
+    /// Every `--block-every`-th message (counted over the whole process)
+    /// makes a blocking call that sleeps this many microseconds: inline on
+    /// the worker, stalling every connection on its core, or with
+    /// `--offload` on the runtime's blocking pool.
+    #[arg(long, value_name = "US",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub block_us: Option<u32>,
+
+    /// See `--block-us`.
+    #[arg(long, value_name = "M", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub block_every: u64,
+
+    /// Run `--block-us`'s blocking call on the blocking pool
+    /// (`spawn_blocking`); the connection waits for it, its worker does
+    /// not. A call the full pool refuses is skipped and counted.
+    #[arg(long, requires = "block_us")]
+    pub offload: bool,
+
     /// Shortest sibling queue an idle worker steals from.
     #[arg(long, value_name = "TASKS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub steal_threshold: u32,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 1000000]")),
+    }
 }
 
 impl Args {

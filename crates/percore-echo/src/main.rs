@@ -13,7 +13,7 @@ mod signals;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use percore::sync::oneshot;
 use percore::{JoinHandle, Runtime};
 
 use cli::{Args, RecvArg, SteerArg};
-use server::{serve_worker, RecvPath, Serve, Stats};
+use server::{serve_worker, Block, RecvPath, Serve, Stats};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -81,6 +81,14 @@ fn run(args: &Args) -> Result<(), String> {
         work,
         steer,
         zc_min: args.send_zc_min.map(|n| n as usize),
+        max_conns: args.max_conns.map(|n| n as usize),
+        idle: args.idle_timeout.map(Duration::from_secs_f64),
+        block: args.block_us.map(|us| Block {
+            sleep: Duration::from_micros(us.into()),
+            every: args.block_every,
+            offload: args.offload,
+            seen: Arc::new(AtomicU64::new(0)),
+        }),
     };
     let open = Arc::new(AtomicUsize::new(0));
     let stats: Vec<Arc<Stats>> = (0..accepting).map(|_| Arc::new(Stats::default())).collect();
@@ -142,10 +150,16 @@ fn run(args: &Args) -> Result<(), String> {
     rt.shutdown_timeout(Duration::from_secs(2));
     for (i, s) in stats.iter().enumerate() {
         eprintln!(
-            "percore-echo: worker {i}: {} connections, {} bytes echoed, {} errors",
+            "percore-echo: worker {i}: {} connections, {} bytes echoed, {} errors, \
+             {} refused, {} idle closed, {} blocking calls, {} offloaded, {} offload refused",
             s.accepted.load(Relaxed),
             s.bytes.load(Relaxed),
-            s.errors.load(Relaxed)
+            s.errors.load(Relaxed),
+            s.refused.load(Relaxed),
+            s.idle_closed.load(Relaxed),
+            s.blocked.load(Relaxed),
+            s.offloaded.load(Relaxed),
+            s.offload_refused.load(Relaxed)
         );
     }
     if left > 0 {

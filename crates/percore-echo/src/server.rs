@@ -18,6 +18,26 @@ pub struct Stats {
     pub bytes: AtomicU64,
     /// Connections that ended with an error other than a reset.
     pub errors: AtomicU64,
+    /// Connections closed at once because `--max-conns` were open.
+    pub refused: AtomicU64,
+    /// Connections closed by `--idle-timeout`.
+    pub idle_closed: AtomicU64,
+    /// `--block-us` calls made (inline or offloaded).
+    pub blocked: AtomicU64,
+    /// `--block-us` calls that ran on the blocking pool.
+    pub offloaded: AtomicU64,
+    /// `--offload` calls the full blocking pool refused (skipped).
+    pub offload_refused: AtomicU64,
+}
+
+/// `--block-us`, `--block-every`, `--offload`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub sleep: Duration,
+    pub every: u64,
+    pub offload: bool,
+    /// Messages seen, process-wide.
+    pub seen: Arc<AtomicU64>,
 }
 
 /// Binds this worker's listener (reporting the outcome through `bound`;
@@ -37,6 +57,12 @@ pub struct Serve {
     /// `--send-zc-min`: echoes of at least this many bytes use zero-copy
     /// sends.
     pub zc_min: Option<usize>,
+    /// `--max-conns`, for the whole process.
+    pub max_conns: Option<usize>,
+    /// `--idle-timeout`.
+    pub idle: Option<Duration>,
+    /// `--block-us` and friends.
+    pub block: Option<Block>,
 }
 
 pub async fn serve_worker(
@@ -81,23 +107,37 @@ pub async fn serve_worker(
         buffer,
         work,
         zc_min,
+        max_conns,
+        idle,
+        block,
         ..
     } = conf;
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 stats.accepted.fetch_add(1, Relaxed);
-                open.fetch_add(1, Relaxed);
+                let now_open = open.fetch_add(1, Relaxed) + 1;
+                if max_conns.is_some_and(|max| now_open > max) {
+                    // Accepted and closed at once: the client learns now,
+                    // rather than waiting in a backlog that never drains.
+                    open.fetch_sub(1, Relaxed);
+                    stats.refused.fetch_add(1, Relaxed);
+                    drop(stream);
+                    continue;
+                }
                 let stats = stats.clone();
                 let open = open.clone();
+                let block = block.clone();
                 percore::spawn(async move {
                     let how = How {
                         path,
                         buffer,
                         work,
                         zc_min,
+                        idle,
+                        block,
                     };
-                    if echo(stream, how, &stats).await.is_err() {
+                    if echo(stream, &how, &stats).await.is_err() {
                         stats.errors.fetch_add(1, Relaxed);
                     }
                     open.fetch_sub(1, Relaxed);
@@ -153,28 +193,73 @@ pub enum RecvPath {
 }
 
 /// How one connection is served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct How {
     path: RecvPath,
     buffer: usize,
     work: Duration,
     zc_min: Option<usize>,
+    idle: Option<Duration>,
+    block: Option<Block>,
 }
 
 impl How {
     fn zero_copy(&self, n: usize) -> bool {
         self.zc_min.is_some_and(|m| n >= m)
     }
+
+    /// What the server does with a message before echoing it: `--work-us`
+    /// and `--block-us`.
+    async fn handle(&self, stats: &Stats) {
+        if !self.work.is_zero() {
+            burn(self.work);
+        }
+        let Some(b) = &self.block else { return };
+        if b.seen.fetch_add(1, Relaxed) % b.every != b.every - 1 {
+            return;
+        }
+        stats.blocked.fetch_add(1, Relaxed);
+        let sleep = b.sleep;
+        if !b.offload {
+            std::thread::sleep(sleep);
+            return;
+        }
+        match percore::task::try_spawn_blocking(move || std::thread::sleep(sleep)) {
+            Ok(h) => {
+                let _ = h.await;
+                stats.offloaded.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                stats.offload_refused.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// `f`, or `None` if `--idle-timeout` passes first (the connection is
+/// then closed; an owned buffer in flight goes with it).
+async fn within<F: std::future::Future>(idle: Option<Duration>, f: F) -> Option<F::Output> {
+    match idle {
+        None => Some(f.await),
+        Some(d) => percore::time::timeout(d, f).await.ok(),
+    }
 }
 
 /// Echoes until the peer closes; an error ends only this connection.
-async fn echo(stream: TcpStream, how: How, stats: &Stats) -> io::Result<()> {
+async fn echo(stream: TcpStream, how: &How, stats: &Stats) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    match how.path {
-        RecvPath::Pooled => echo_pooled(stream, how, stats).await,
-        RecvPath::Owned => echo_owned(stream, how, stats).await,
+    let r = match how.path {
+        RecvPath::Pooled => echo_pooled(&stream, how, stats).await,
+        RecvPath::Owned => echo_owned(&stream, how, stats).await,
+    };
+    if let Err(Idle) = r? {
+        stats.idle_closed.fetch_add(1, Relaxed);
     }
+    Ok(())
 }
+
+/// The connection moved no bytes for `--idle-timeout`.
+struct Idle;
 
 /// Writes `buf` back, zero-copy if it is large enough.
 async fn send_back<B: percore::IoBuf>(
@@ -197,50 +282,55 @@ fn peer_left(e: &io::Error) -> bool {
     )
 }
 
-async fn echo_pooled(stream: TcpStream, how: How, stats: &Stats) -> io::Result<()> {
+async fn echo_pooled(stream: &TcpStream, how: &How, stats: &Stats) -> io::Result<Result<(), Idle>> {
     loop {
-        let chunk = match stream.recv_pooled().await {
-            Ok(c) if c.is_empty() => return Ok(()),
-            Ok(c) => c,
-            Err(e) if peer_left(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        let chunk = match within(how.idle, stream.recv_pooled()).await {
+            None => return Ok(Err(Idle)),
+            Some(Ok(c)) if c.is_empty() => return Ok(Ok(())),
+            Some(Ok(c)) => c,
+            Some(Err(e)) if peer_left(&e) => return Ok(Ok(())),
+            Some(Err(e)) => return Err(e),
         };
-        if !how.work.is_zero() {
-            burn(how.work);
-        }
+        how.handle(stats).await;
         let n = chunk.len();
-        match send_back(&stream, chunk, &how).await.0 {
-            Ok(()) => {
+        match within(how.idle, send_back(stream, chunk, how))
+            .await
+            .map(|r| r.0)
+        {
+            None => return Ok(Err(Idle)),
+            Some(Ok(())) => {
                 stats.bytes.fetch_add(n as u64, Relaxed);
             }
-            Err(e) if peer_left(&e) => return Ok(()),
-            Err(e) => return Err(e),
+            Some(Err(e)) if peer_left(&e) => return Ok(Ok(())),
+            Some(Err(e)) => return Err(e),
         }
     }
 }
 
-async fn echo_owned(stream: TcpStream, how: How, stats: &Stats) -> io::Result<()> {
+async fn echo_owned(stream: &TcpStream, how: &How, stats: &Stats) -> io::Result<Result<(), Idle>> {
     let mut buf = Vec::with_capacity(how.buffer);
     loop {
         buf.clear();
-        let (res, b) = stream.read(buf).await;
+        let Some((res, b)) = within(how.idle, stream.read(buf)).await else {
+            return Ok(Err(Idle));
+        };
         buf = b;
         let n = match res {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(Ok(())),
             Ok(n) => n,
-            Err(e) if peer_left(&e) => return Ok(()),
+            Err(e) if peer_left(&e) => return Ok(Ok(())),
             Err(e) => return Err(e),
         };
-        if !how.work.is_zero() {
-            burn(how.work);
-        }
-        let (res, b) = send_back(&stream, buf, &how).await;
+        how.handle(stats).await;
+        let Some((res, b)) = within(how.idle, send_back(stream, buf, how)).await else {
+            return Ok(Err(Idle));
+        };
         buf = b;
         match res {
             Ok(()) => {
                 stats.bytes.fetch_add(n as u64, Relaxed);
             }
-            Err(e) if peer_left(&e) => return Ok(()),
+            Err(e) if peer_left(&e) => return Ok(Ok(())),
             Err(e) => return Err(e),
         }
     }

@@ -1,0 +1,226 @@
+//! The echo server under overload, as a real process: `--max-conns` closes
+//! connections past the limit at once and keeps serving the others;
+//! `--idle-timeout` closes silent and slow clients but not busy ones;
+//! `--block-us/--block-every` (inline or `--offload`) still echoes every
+//! byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_percore-echo");
+
+fn driver_arg() -> &'static str {
+    match std::env::var("PERCORE_TEST_DRIVER").as_deref() {
+        Ok("epoll") => "epoll",
+        _ => "uring",
+    }
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--driver", driver_arg()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start percore-echo");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    /// SIGTERM, wait for a clean exit; returns stderr.
+    fn stop(mut self) -> String {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit {status:?}; stderr:\n{err}");
+        err
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// One round trip; false if the server closed the connection instead.
+fn echoes(s: &mut TcpStream, msg: &[u8]) -> bool {
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut back = vec![0u8; msg.len()];
+    match s.read_exact(&mut back) {
+        Ok(()) => {
+            assert_eq!(back, msg);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether the server has closed `s` (EOF or reset) within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => panic!("unexpected byte"),
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+fn counter(err: &str, name: &str) -> u64 {
+    err.lines()
+        .filter_map(|l| {
+            l.split_once(&format!(" {name}"))?
+                .0
+                .rsplit(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[test]
+fn max_conns_closes_connections_past_the_limit_and_keeps_the_others() {
+    let server = Server::start(&["--workers", "2", "--max-conns", "5"]);
+    let mut kept: Vec<TcpStream> = (0..5).map(|_| connect(server.addr)).collect();
+    for (i, s) in kept.iter_mut().enumerate() {
+        assert!(echoes(s, format!("hello {i}").as_bytes()), "connection {i}");
+    }
+    for i in 0..5 {
+        let mut extra = connect(server.addr);
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(5)),
+            "connection {} past --max-conns 5 stayed open",
+            6 + i
+        );
+    }
+    for (i, s) in kept.iter_mut().enumerate() {
+        assert!(echoes(s, b"still here"), "connection {i} after the storm");
+    }
+    // A slot frees up: the next connection is served.
+    drop(kept.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect(server.addr);
+        if echoes(&mut s, b"again") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot ever freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(kept);
+    let err = server.stop();
+    assert!(counter(&err, "refused") >= 5, "stderr:\n{err}");
+}
+
+#[test]
+fn idle_timeout_closes_silent_and_slow_clients_but_not_busy_ones() {
+    let server = Server::start(&["--workers", "1", "--idle-timeout", "1"]);
+    let mut silent = connect(server.addr);
+    let mut slow = connect(server.addr);
+    let mut busy = connect(server.addr);
+    // The busy client talks every 200 ms; the slow one once at the start
+    // and again after 1.6 s (more than the idle timeout in between).
+    assert!(echoes(&mut slow, b"s"), "the slow client's first byte");
+    let mut slow_closed = false;
+    for tick in 1..=15 {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(echoes(&mut busy, b"b"), "the busy client was closed");
+        if tick == 8 {
+            slow_closed = !echoes(&mut slow, b"s");
+        }
+    }
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(2)),
+        "the silent client is still open after 3 s with --idle-timeout 1"
+    );
+    assert!(
+        slow_closed || closed_within(&mut slow, Duration::from_secs(2)),
+        "the slow client is still open"
+    );
+    assert!(echoes(&mut busy, b"last"));
+    drop(busy);
+    let err = server.stop();
+    assert!(counter(&err, "idle closed") >= 2, "stderr:\n{err}");
+}
+
+#[test]
+fn blocking_every_message_inline_or_offloaded_still_echoes_every_byte() {
+    for offload in [false, true] {
+        let mut args = vec!["--workers", "1", "--block-us", "500", "--block-every", "2"];
+        if offload {
+            args.push("--offload");
+        }
+        let server = Server::start(&args);
+        let mut s = connect(server.addr);
+        for i in 0..40u32 {
+            assert!(echoes(&mut s, &i.to_le_bytes()), "message {i}");
+        }
+        drop(s);
+        let err = server.stop();
+        let blocked = counter(&err, "blocking calls");
+        assert!(blocked >= 20, "offload {offload}: stderr:\n{err}");
+        assert_eq!(
+            counter(&err, "offloaded") > 0,
+            offload,
+            "offload {offload}: stderr:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn overload_flags_reject_nonsense_clearly() {
+    for (args, what) in [
+        (vec!["--max-conns", "0"], "--max-conns"),
+        (vec!["--idle-timeout", "-1"], "--idle-timeout"),
+        (vec!["--block-every", "0"], "--block-every"),
+        (vec!["--offload"], "--block-us"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+}
