@@ -144,7 +144,7 @@ pub struct Args {
     /// write that cannot proceed) for this many seconds (fractions
     /// allowed), counted as `idle closed`. Default: never.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true,
-          value_parser = positive_secs)]
+          value_parser = positive)]
     pub idle_timeout: Option<f64>,
 
     /// Every `--block-every`-th message (counted over the whole process)
@@ -166,16 +166,22 @@ pub struct Args {
     #[arg(long, requires = "block_us")]
     pub offload: bool,
 
+    /// A task poll longer than this many milliseconds is a stall: counted
+    /// (`stalls` in the exit counters) and reported on stderr, at most one
+    /// line per worker per second.
+    #[arg(long, value_name = "MS", default_value_t = 10.0, value_parser = positive)]
+    pub stall_ms: f64,
+
     /// Shortest sibling queue an idle worker steals from.
     #[arg(long, value_name = "TASKS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub steal_threshold: u32,
 }
 
-fn positive_secs(s: &str) -> Result<f64, String> {
+fn positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 1e6 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds in (0, 1000000]")),
+        _ => Err(format!("{s:?} is not a positive number (at most 1000000)")),
     }
 }
 

@@ -47,7 +47,8 @@ fn run(args: &Args) -> Result<(), String> {
         .driver(args.driver.into())
         .steal(!args.no_steal)
         .steal_threshold(args.steal_threshold as usize)
-        .recv_buffers(args.pool_buffers, args.pool_buffer_size);
+        .recv_buffers(args.pool_buffers, args.pool_buffer_size)
+        .stall_threshold(Duration::from_secs_f64(args.stall_ms / 1e3));
     let rt = builder
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -135,7 +136,7 @@ fn run(args: &Args) -> Result<(), String> {
     for (i, m) in rt.metrics().iter().enumerate() {
         eprintln!(
             "percore-echo: runtime counters, worker {i}: {} polls, {} enters, {} parks, {} SQEs, {} CQEs, \
-             {} remote wakes, {} steals ({} tasks), {} user panics",
+             {} remote wakes, {} steals ({} tasks), {} user panics, {} stalls",
             m.polls,
             m.enters,
             m.parks,
@@ -144,7 +145,8 @@ fn run(args: &Args) -> Result<(), String> {
             m.remote_wakes,
             m.steals,
             m.stolen_tasks,
-            m.user_panics
+            m.user_panics,
+            m.stalls
         );
     }
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -185,7 +185,16 @@ fn idle_timeout_closes_silent_and_slow_clients_but_not_busy_ones() {
 #[test]
 fn blocking_every_message_inline_or_offloaded_still_echoes_every_byte() {
     for offload in [false, true] {
-        let mut args = vec!["--workers", "1", "--block-us", "500", "--block-every", "2"];
+        let mut args = vec![
+            "--workers",
+            "1",
+            "--block-us",
+            "500",
+            "--block-every",
+            "2",
+            "--stall-ms",
+            "0.3",
+        ];
         if offload {
             args.push("--offload");
         }
@@ -198,6 +207,15 @@ fn blocking_every_message_inline_or_offloaded_still_echoes_every_byte() {
         let err = server.stop();
         let blocked = counter(&err, "blocking calls");
         assert!(blocked >= 20, "offload {offload}: stderr:\n{err}");
+        // --stall-ms 0.3 under 0.5 ms sleeps: inline, the polls that block
+        // are stalls (and reported); offloaded, none of them is.
+        let stalls = counter(&err, "stalls");
+        if offload {
+            assert!(stalls < 5, "offloaded: {stalls} stalls; stderr:\n{err}");
+        } else {
+            assert!(stalls >= 20, "inline: {stalls} stalls; stderr:\n{err}");
+            assert!(err.contains("without yielding"), "stderr:\n{err}");
+        }
         assert_eq!(
             counter(&err, "offloaded") > 0,
             offload,

@@ -6,6 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+mod histogram;
+pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
+
 static LEAKED_OPS: AtomicU64 = AtomicU64::new(0);
 
 /// Operations whose resources (buffers, fds, addresses) percore leaked on
@@ -97,6 +100,12 @@ pub struct WorkerMetrics {
     /// Zero-copy send notifications reaped (one per completed `write_zc`
     /// on io_uring).
     pub zc_notifs: Counter,
+    /// Polls longer than the stall threshold (`Builder::stall_threshold`).
+    pub stalls: Counter,
+    /// How long each task poll took.
+    pub poll_time: Histogram,
+    /// Loop lag: from a task's wake (or spawn) to the start of its poll.
+    pub loop_lag: Histogram,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -148,6 +157,12 @@ pub struct MetricsSnapshot {
     pub recv_fallbacks: u64,
     /// See [`WorkerMetrics::zc_notifs`].
     pub zc_notifs: u64,
+    /// See [`WorkerMetrics::stalls`].
+    pub stalls: u64,
+    /// See [`WorkerMetrics::poll_time`].
+    pub poll_time: HistogramSnapshot,
+    /// See [`WorkerMetrics::loop_lag`].
+    pub loop_lag: HistogramSnapshot,
 }
 
 impl WorkerMetrics {
@@ -177,6 +192,9 @@ impl WorkerMetrics {
             recv_arms: self.recv_arms.get(),
             recv_fallbacks: self.recv_fallbacks.get(),
             zc_notifs: self.zc_notifs.get(),
+            stalls: self.stalls.get(),
+            poll_time: self.poll_time.snapshot(),
+            loop_lag: self.loop_lag.snapshot(),
         }
     }
 }

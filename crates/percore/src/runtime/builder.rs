@@ -12,6 +12,7 @@ use super::context;
 use super::guard::panic_message;
 use super::info::WorkerInfo;
 use super::shared::Shared;
+use super::stall::{Stall, StallConfig};
 use super::worker::Worker;
 use super::Runtime;
 use crate::blocking::{Limits, Pool};
@@ -37,6 +38,7 @@ pub struct Builder {
     wake_mode: WakeMode,
     recv_buffers: (u16, u32),
     blocking: Limits,
+    stall: StallConfig,
 }
 
 /// How a worker wakes a parked sibling (`Builder::wake_mode`).
@@ -72,6 +74,7 @@ impl Default for Builder {
                 queue: 1024,
                 keep_alive: Duration::from_secs(10),
             },
+            stall: StallConfig::default(),
         }
     }
 }
@@ -185,6 +188,23 @@ impl Builder {
         self
     }
 
+    /// A poll longer than this is a stall (default 10 ms): counted in
+    /// `WorkerMetrics::stalls` and reported (see [`Builder::on_stall`]).
+    /// Every poll's duration goes into `WorkerMetrics::poll_time` whatever
+    /// the threshold.
+    pub fn stall_threshold(&mut self, d: Duration) -> &mut Self {
+        self.stall.threshold = d;
+        self
+    }
+
+    /// Called on the worker, right after the poll, once per stall, instead
+    /// of the default report (one stderr line per worker per second at
+    /// most). A panic in it is contained.
+    pub fn on_stall(&mut self, hook: impl Fn(&Stall<'_>) + Send + Sync + 'static) -> &mut Self {
+        self.stall.hook = Some(Arc::new(hook));
+        self
+    }
+
     /// Starts the workers. Fails if any worker cannot set up its ring, with
     /// the worker's index and what to change.
     pub fn build(&self) -> io::Result<Runtime> {
@@ -207,6 +227,7 @@ impl Builder {
         // is off, so wakes and parks skip its fences.
         let policy = StealPolicy::new(self.steal && n > 1, self.steal_threshold);
         let mut shared = Shared::new(remotes, policy, self.shutdown_timeout);
+        shared.stall = self.stall.clone();
         // Built here, on the caller's thread, whose CPU mask (not a pinned
         // worker's) the pool's threads take.
         shared.blocking = Pool::new(self.blocking, format!("{}-blocking", self.thread_name));

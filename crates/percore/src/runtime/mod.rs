@@ -6,6 +6,7 @@
 //! - `context` — the thread-local current worker.
 //! - `info` — what a worker reports at start.
 //! - `block_on` — waiting on a plain thread.
+//! - `stall` — stall detection: reporting polls longer than the threshold.
 
 mod block_on;
 mod builder;
@@ -14,9 +15,11 @@ pub(crate) mod guard;
 mod handle;
 mod info;
 pub(crate) mod shared;
+pub(crate) mod stall;
 pub(crate) mod worker;
 
 pub(crate) use block_on::wait;
 pub use builder::{Builder, WakeMode};
 pub use handle::Runtime;
 pub use info::WorkerInfo;
+pub use stall::Stall;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::stall::StallConfig;
 use crate::blocking::{Limits, Pool};
 use crate::sched::{Remote, StealPolicy};
 use crate::task::join::JoinHandle;
@@ -31,6 +32,10 @@ pub(crate) struct Shared {
     next_worker: AtomicUsize,
     /// The bounded pool for `spawn_blocking`.
     pub(crate) blocking: Arc<Pool>,
+    /// Stall threshold and hook (`Builder::stall_threshold`, `on_stall`).
+    pub(crate) stall: StallConfig,
+    /// Time zero for task wake stamps.
+    epoch: Instant,
 }
 
 impl Shared {
@@ -50,7 +55,18 @@ impl Shared {
             next_task: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             blocking: Pool::new(Limits::default(), "percore-blocking".into()),
+            stall: StallConfig::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Nanoseconds since this runtime's epoch.
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.ns_at(Instant::now())
+    }
+
+    pub(crate) fn ns_at(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn next_task_id(&self) -> u64 {
@@ -168,7 +184,7 @@ impl Shared {
         F::Output: 'static,
     {
         let remote = self.remotes[index].clone();
-        let (task, handle) = Task::new(self.clone(), index, stealable, future);
+        let (task, handle) = Task::new(self.clone(), index, stealable, None, future);
         remote.metrics.spawned.add_shared(1);
         // Always through the remote queue, even from the target worker
         // itself: the worker registers tasks as it takes them from there.

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::guard::run_user_code;
 use super::shared::Shared;
+use super::stall::{Stall, StallLog};
 use crate::driver::{IoDriver, Released};
 use crate::metrics::WorkerMetrics;
 use crate::sched::mail::Mail;
@@ -57,6 +58,11 @@ pub(crate) struct Worker {
     msg_ring: bool,
     /// This worker has told `shared` its tasks are dropped (shutdown).
     tasks_marked: Cell<bool>,
+    /// Rate limit of stall lines on stderr.
+    stall_log: StallLog,
+    /// The last clock reading of this worker's loop (before a batch of
+    /// wakers, at each poll's end): the wake time of tasks woken on it.
+    pub(crate) now: Cell<Instant>,
 }
 
 type Dead = Released;
@@ -81,17 +87,25 @@ impl Worker {
             local_next: Cell::new(false),
             msg_ring,
             tasks_marked: Cell::new(false),
+            stall_log: StallLog::default(),
+            now: Cell::new(Instant::now()),
         }
     }
 
     /// Creates a task on this worker and queues it. `stealable` tasks may
     /// move to other workers; the caller guarantees their future is `Send`.
-    pub(crate) fn spawn_here<F>(&self, future: F, stealable: bool) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_here<F>(
+        &self,
+        future: F,
+        stealable: bool,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        let (task, handle) = Task::new(self.shared.clone(), self.remote.index, stealable, future);
+        let index = self.remote.index;
+        let (task, handle) = Task::new(self.shared.clone(), index, stealable, name, future);
         self.register(&task);
         self.metrics.spawned.bump();
         self.push_local(task);
@@ -239,6 +253,9 @@ impl Worker {
     }
 
     fn run_tasks(&self) {
+        // One clock read per poll: the end of one is the start of the next.
+        let mut start = Instant::now();
+        self.now.set(start);
         for _ in 0..TASK_BUDGET {
             let local_first = self.local_next.get();
             self.local_next.set(!local_first);
@@ -253,18 +270,46 @@ impl Worker {
                 return;
             };
             self.metrics.polls.bump();
-            match task.run() {
+            let lag = self.shared.ns_at(start).saturating_sub(task.woken_at());
+            self.metrics.loop_lag.record(Duration::from_nanos(lag));
+            let ran = task.run();
+            let end = Instant::now();
+            self.now.set(end);
+            let took = end.saturating_duration_since(start);
+            self.metrics.poll_time.record(took);
+            if took > self.shared.stall.threshold {
+                self.stalled(&task, took);
+            }
+            start = end;
+            match ran {
                 RunResult::Idle => {}
-                RunResult::Requeue => self.push_local(task),
+                RunResult::Requeue => {
+                    task.set_woken_at(self.shared.ns_at(end));
+                    self.push_local(task)
+                }
                 RunResult::Done => self.remote.disown(task.id),
             }
         }
     }
 
+    /// A poll of `task` kept this worker for `took`: count and report it.
+    fn stalled(&self, task: &Task, took: Duration) {
+        self.metrics.stalls.bump();
+        let stall = Stall {
+            worker: self.remote.index,
+            task_id: task.id,
+            task_name: task.name.as_deref(),
+            duration: took,
+        };
+        self.stall_log.report(&self.shared.stall, &stall);
+    }
+
     fn fire_timers(&self, wakers: &mut Vec<Waker>) {
         let mut timers = self.timers.borrow_mut();
         if timers.len() > 0 {
-            timers.fire(Instant::now(), wakers);
+            let now = Instant::now();
+            self.now.set(now);
+            timers.fire(now, wakers);
         }
         drop(timers);
         for w in wakers.drain(..) {
@@ -300,6 +345,9 @@ impl Worker {
     /// Wakers and orphaned resources' drops are user code: a panic in one
     /// is reported and the worker carries on (`runtime/guard.rs`).
     fn run_ready(&self, wakers: &mut Vec<Waker>, dead: &mut Dead) {
+        if !wakers.is_empty() {
+            self.now.set(Instant::now());
+        }
         for w in wakers.drain(..) {
             run_user_code("a waker", || w.wake());
         }

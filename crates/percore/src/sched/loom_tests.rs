@@ -161,7 +161,7 @@ fn two_workers() -> std::sync::Arc<Shared> {
 
 /// A `spawn` task homed on worker `home` (never polled in the models).
 fn task(shared: &std::sync::Arc<Shared>, home: usize) -> std::sync::Arc<Task> {
-    Task::new(shared.clone(), home, true, async {}).0
+    Task::new(shared.clone(), home, true, None, async {}).0
 }
 
 /// Park vs wake, on the real path: another thread hands worker 1 a task

@@ -3,6 +3,7 @@
 //! handle (`join`), and the spawn functions.
 
 pub(crate) mod body;
+mod builder;
 pub(crate) mod join;
 pub(crate) mod raw;
 mod spawn;
@@ -11,6 +12,7 @@ mod waker;
 mod yield_now;
 
 pub use crate::blocking::{spawn_blocking, try_spawn_blocking};
+pub use builder::Builder;
 pub use join::{JoinError, JoinHandle};
 pub use spawn::{spawn, spawn_local};
 pub use yield_now::{yield_now, YieldNow};

@@ -35,7 +35,7 @@
 
 use std::cell::UnsafeCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, RawWakerVTable};
 
@@ -60,6 +60,11 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
     pub(crate) shared: Arc<Shared>,
     /// The wakers' vtable, made for this task's concrete body type.
     pub(crate) waker_vtable: &'static RawWakerVTable,
+    /// `task::Builder::name`, for stall reports.
+    pub(crate) name: Option<Box<str>>,
+    /// When it last became runnable, in ns since the runtime's epoch (for
+    /// the loop-lag histogram).
+    woken_at: AtomicU64,
     join: Mutex<JoinSlot>,
     body: UnsafeCell<B>,
 }
@@ -70,6 +75,19 @@ pub(crate) struct Task<B: ?Sized = dyn Body> {
 unsafe impl<B: ?Sized> Send for Task<B> {}
 // SAFETY: as above.
 unsafe impl<B: ?Sized> Sync for Task<B> {}
+
+impl<B: ?Sized> Task<B> {
+    /// When the task last became runnable (ns since the runtime's epoch).
+    pub(crate) fn woken_at(&self) -> u64 {
+        self.woken_at.load(Relaxed)
+    }
+
+    /// It just became runnable at `ns` (since the runtime's epoch), for
+    /// the loop-lag histogram.
+    pub(crate) fn set_woken_at(&self, ns: u64) {
+        self.woken_at.store(ns, Relaxed);
+    }
+}
 
 /// What [`Task::run`] observed.
 pub(crate) enum RunResult {
@@ -90,12 +108,14 @@ impl Task {
         shared: Arc<Shared>,
         home: usize,
         stealable: bool,
+        name: Option<String>,
         future: F,
     ) -> (Arc<Task>, JoinHandle<F::Output>)
     where
         F: Future + 'static,
         F::Output: 'static,
     {
+        let woken_at = AtomicU64::new(shared.now_ns());
         let task: Arc<Task<Core<F>>> = Arc::new(Task {
             id: shared.next_task_id(),
             state: TaskState::new_scheduled(),
@@ -105,6 +125,8 @@ impl Task {
             home: AtomicUsize::new(home),
             shared,
             waker_vtable: &VTableFor::<Core<F>>::VTABLE,
+            name: name.map(String::into_boxed_str),
+            woken_at,
             join: Mutex::new(JoinSlot::new()),
             body: UnsafeCell::new(Core::new(future)),
         });
@@ -275,15 +297,22 @@ impl Task {
 
 /// Puts a SCHEDULED task into its home worker's queues: directly when we are
 /// on that worker, through its remote side (and an unpark) otherwise.
+///
+/// The wake time for the loop-lag histogram: on the home worker, the
+/// worker's last clock reading (taken before it runs a batch of wakers or a
+/// poll, so one clock read serves every wake in it); from anywhere else, a
+/// fresh one.
 pub(crate) fn enqueue(task: Arc<Task>) {
     let mut task = Some(task);
     context::with_worker(|w| {
         let t = task.as_ref().expect("task");
         if w.remote.index == t.home() && Arc::ptr_eq(&w.shared, &t.shared) {
+            t.set_woken_at(w.shared.ns_at(w.now.get()));
             w.push_local(task.take().expect("task"));
         }
     });
     if let Some(task) = task {
+        task.set_woken_at(task.shared.now_ns());
         let home = task.shared.remotes[task.home()].clone();
         home.push(task);
     }
@@ -318,7 +347,7 @@ mod tests {
     fn a_late_push_of_a_cancelled_task_leaves_it_alone() {
         for stealable in [false, true] {
             let shared = two_workers();
-            let (task, handle) = Task::new(shared.clone(), 1, stealable, async { 7u32 });
+            let (task, handle) = Task::new(shared.clone(), 1, stealable, None, async { 7u32 });
             task.registered.store(true, Release);
             assert!(!task.state.schedule(), "a new task is already SCHEDULED");
             task.cancel();
@@ -337,7 +366,7 @@ mod tests {
     #[test]
     fn finished_means_ready() {
         let shared = two_workers();
-        let (task, handle) = Task::new(shared, 0, true, async { 1u8 });
+        let (task, handle) = Task::new(shared, 0, true, None, async { 1u8 });
         let _ = task.state.set_done();
         assert!(
             !handle.is_finished(),

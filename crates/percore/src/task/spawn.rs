@@ -16,7 +16,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    context::with_worker(|w| w.spawn_here(future, true)).unwrap_or_else(|| {
+    context::with_worker(|w| w.spawn_here(future, true, None)).unwrap_or_else(|| {
         panic!(
             "percore::spawn called outside a percore worker: use Runtime::spawn from other threads"
         )
@@ -34,7 +34,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    context::with_worker(|w| w.spawn_here(future, false)).unwrap_or_else(|| {
+    context::with_worker(|w| w.spawn_here(future, false, None)).unwrap_or_else(|| {
         panic!("percore::spawn_local called outside a percore worker: use Runtime::spawn_local_on")
     })
 }

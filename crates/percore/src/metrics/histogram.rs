@@ -1,0 +1,106 @@
+//! A lock-free log2 histogram of nanosecond durations, written by one
+//! thread (its worker) and read by any: bucket `i` counts values in
+//! `[2^i, 2^(i+1))` ns (bucket 0 also holds 0 and 1). 48 buckets reach
+//! about 78 hours. Coarse (a factor of 2 per bucket) but one relaxed store
+//! per record, so it can sit on the hot path of every poll.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Number of buckets.
+pub const BUCKETS: usize = 48;
+
+/// The histogram.
+#[derive(Debug)]
+pub struct Histogram([AtomicU64; BUCKETS]);
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl Histogram {
+    /// Counts one value, from the histogram's only writer thread.
+    pub(crate) fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = (63 - (ns | 1).leading_zeros() as usize).min(BUCKETS - 1);
+        let b = &self.0[i];
+        b.store(b.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    /// A copy of the counts.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot(std::array::from_fn(|i| self.0[i].load(Relaxed)))
+    }
+}
+
+/// A point-in-time copy of a [`Histogram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramSnapshot(pub [u64; BUCKETS]);
+
+impl Default for HistogramSnapshot {
+    fn default() -> HistogramSnapshot {
+        HistogramSnapshot([0; BUCKETS])
+    }
+}
+
+impl HistogramSnapshot {
+    /// Values counted.
+    pub fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The upper bound of bucket `i` (values in it are below this).
+    pub fn bucket_limit(i: usize) -> Duration {
+        Duration::from_nanos(1u64 << (i + 1).min(63))
+    }
+
+    /// An upper bound of the `q` quantile (0..=1): the limit of the bucket
+    /// holding it; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.0.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Self::bucket_limit(i));
+            }
+        }
+        Some(Self::bucket_limit(BUCKETS - 1))
+    }
+
+    /// Counts from `other` added in (to merge workers).
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_quantiles() {
+        let h = Histogram::default();
+        for ns in [0u64, 1, 2, 3, 1000, 1023, 1024, 10_000_000] {
+            h.record(Duration::from_nanos(ns));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count(), 8);
+        assert_eq!(s.0[0], 2); // 0, 1
+        assert_eq!(s.0[1], 2); // 2, 3
+        assert_eq!(s.0[9], 2); // 1000, 1023
+        assert_eq!(s.0[10], 1); // 1024
+        assert_eq!(s.0[23], 1); // 10 ms
+        assert_eq!(s.quantile(0.5), Some(Duration::from_nanos(4)));
+        assert_eq!(s.quantile(1.0), Some(Duration::from_nanos(1 << 24)));
+        assert_eq!(HistogramSnapshot::default().quantile(0.5), None);
+    }
+}
