@@ -70,8 +70,12 @@ fn a_full_pool_refuses_at_once() {
     let rt = pool_runtime(1, 1, 1, Duration::from_secs(10));
     let (release, gate) = mpsc::channel::<()>();
     let gate = Mutex::new(gate);
-    let first = rt.spawn_blocking(move || gate.lock().unwrap().recv().unwrap());
-    wait_until("the first job runs", || rt.blocking_stats().threads == 1);
+    let (started_tx, started) = mpsc::channel::<()>();
+    let first = rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        gate.lock().unwrap().recv().unwrap()
+    });
+    started.recv().unwrap();
     let queued = rt.spawn_blocking(|| 2);
     let refused = rt.try_spawn_blocking(|| 3).unwrap_err();
     assert!(refused.is_full(), "{refused}");
@@ -114,7 +118,10 @@ fn never_more_threads_than_the_cap_and_every_job_runs() {
     }
     let most = most.load(SeqCst);
     assert!((1..=3).contains(&most), "{most} jobs ran at once");
-    assert_eq!(rt.blocking_stats().completed, 20);
+    // Counted just after each handle is resolved.
+    wait_until("20 completions counted", || {
+        rt.blocking_stats().completed == 20
+    });
 }
 
 #[test]
@@ -192,11 +199,13 @@ fn shutdown_cancels_queued_jobs() {
     let rt = pool_runtime(1, 1, 4, Duration::from_secs(10));
     let (release, gate) = mpsc::channel::<()>();
     let gate = Mutex::new(gate);
+    let (started_tx, started) = mpsc::channel::<()>();
     let running = rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
         gate.lock().unwrap().recv().unwrap();
         7
     });
-    wait_until("the first job runs", || rt.blocking_stats().threads == 1);
+    started.recv().unwrap();
     let queued = rt.spawn_blocking(|| 8);
     rt.shutdown_timeout(Duration::from_millis(100));
     assert!(block_plain(queued).unwrap_err().is_cancelled());
@@ -221,4 +230,54 @@ fn block_plain<F: std::future::Future>(f: F) -> F::Output {
         }
         std::thread::park_timeout(Duration::from_millis(20));
     }
+}
+
+/// Panics on drop: user code the pool runs outside the closure.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("bomb");
+    }
+}
+
+/// A value whose drop panics, left on the pool thread because its handle
+/// was dropped first, must not cost the pool its thread count: the next
+/// job still runs.
+#[test]
+fn a_panicking_drop_on_a_pool_thread_does_not_leak_a_thread() {
+    let _w = watchdog("bomb", 60);
+    let rt = pool_runtime(1, 1, 4, Duration::from_secs(10));
+    drop(rt.spawn_blocking(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        Bomb
+    }));
+    std::thread::sleep(Duration::from_millis(200));
+    let h = rt.spawn_blocking(|| 1);
+    wait_until("the next job runs", || h.is_finished());
+    assert_eq!(rt.block_on(h).unwrap(), 1);
+}
+
+/// Shutdown drops a queued job whose closure panics on drop: contained,
+/// and the runtime still shuts down.
+#[test]
+fn a_panicking_queued_job_does_not_stop_shutdown() {
+    let _w = watchdog("shutdown bomb", 60);
+    let rt = pool_runtime(1, 1, 4, Duration::from_secs(10));
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let (started_tx, started) = mpsc::channel::<()>();
+    let _running = rt.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        let _ = gate.lock().unwrap().recv();
+    });
+    started.recv().unwrap();
+    let b = Bomb;
+    let queued = rt.spawn_blocking(move || drop(b));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.shutdown_timeout(Duration::from_secs(1))
+    }));
+    assert!(dropped.is_ok(), "shutdown panicked");
+    assert!(block_plain(queued).unwrap_err().is_cancelled());
+    drop(release);
 }

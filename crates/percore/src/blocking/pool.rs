@@ -25,7 +25,24 @@ use std::time::Duration;
 
 /// A queued job: runs once, or, dropped unrun, reports cancellation.
 pub(crate) trait Job: Send {
-    fn run(self: Box<Self>);
+    /// Runs the job; false if it was skipped (aborted before it started).
+    fn run(self: Box<Self>) -> bool;
+}
+
+/// Runs `job` on a pool thread: user code runs there outside the closure's
+/// own `catch_unwind` too (the drop of a value nobody waits for, of an
+/// aborted closure, a handle's waker), and a panic in it must not end the
+/// thread. Returns whether the job ran.
+fn run_contained(job: Box<dyn Job>) -> bool {
+    let mut ran = false;
+    crate::runtime::guard::run_user_code("a blocking job", || ran = job.run());
+    ran
+}
+
+/// Drops a job that will never run (its handle learns it was cancelled),
+/// containing a panic of the closure's drop.
+fn drop_contained(job: Box<dyn Job>) {
+    crate::runtime::guard::run_user_code("the drop of a blocking job", move || drop(job));
 }
 
 /// Why the pool refused a job.
@@ -85,9 +102,11 @@ pub struct BlockingStats {
     pub idle: usize,
     /// Jobs queued, not yet started.
     pub queued: usize,
-    /// Jobs run to the end (returned or panicked).
+    /// Jobs whose closure ran (returned or panicked); not those skipped
+    /// because they were aborted first.
     pub completed: u64,
-    /// Jobs refused because the pool was full.
+    /// Jobs refused: the pool was full, the runtime was shutting down, or
+    /// no thread could be started.
     pub rejected: u64,
 }
 
@@ -174,7 +193,19 @@ impl Pool {
             match started {
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    self.lock().threads -= 1;
+                    // Jobs queued meanwhile (they saw the thread count we
+                    // had just raised) would wait for a thread that never
+                    // came: with no thread left they are cancelled too.
+                    let stranded: Vec<Box<dyn Job>> = {
+                        let mut st = self.lock();
+                        st.threads -= 1;
+                        if st.threads == 0 {
+                            st.queue.drain(..).collect()
+                        } else {
+                            Vec::new()
+                        }
+                    };
+                    stranded.into_iter().for_each(drop_contained);
                     Refusal::Spawn(e.to_string())
                 }
             }
@@ -187,7 +218,7 @@ impl Pool {
                 queued: st.queue.len(),
             };
             drop(st);
-            drop(job);
+            drop_contained(job);
             kind
         };
         self.rejected.fetch_add(1, Relaxed);
@@ -200,14 +231,24 @@ impl Pool {
             // pid 0 is this thread. A failure leaves the inherited mask.
             let _ = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(cpus), cpus) };
         }
-        first.run();
-        self.completed.fetch_add(1, Relaxed);
+        // Gives the thread back to the count however this function ends.
+        struct Leaving<'a>(&'a Pool);
+        impl Drop for Leaving<'_> {
+            fn drop(&mut self) {
+                self.0.lock().threads -= 1;
+            }
+        }
+        let _leaving = Leaving(&self);
+        if run_contained(first) {
+            self.completed.fetch_add(1, Relaxed);
+        }
         let mut st = self.lock();
         loop {
             if let Some(job) = st.queue.pop_front() {
                 drop(st);
-                job.run();
-                self.completed.fetch_add(1, Relaxed);
+                if run_contained(job) {
+                    self.completed.fetch_add(1, Relaxed);
+                }
                 st = self.lock();
                 continue;
             }
@@ -225,7 +266,7 @@ impl Pool {
                 break;
             }
         }
-        st.threads -= 1;
+        drop(st);
     }
 
     /// Runtime shutdown: no more jobs; queued ones are dropped (cancelled);
@@ -238,7 +279,7 @@ impl Pool {
         };
         self.work.notify_all();
         // Outside the lock: each drop wakes a handle (user code).
-        drop(dropped);
+        dropped.into_iter().for_each(drop_contained);
     }
 
     pub(crate) fn stats(&self) -> BlockingStats {
@@ -253,8 +294,14 @@ impl Pool {
     }
 }
 
-/// This thread's CPU mask (the builder's thread: not a pinned worker).
+/// The CPU mask for blocking threads: on a percore worker (a runtime built
+/// inside another), that runtime's pool mask; else this thread's (the
+/// builder's, not a pinned worker's). Masks of more than 1,024 CPUs do not
+/// fit `cpu_set_t`: then threads keep the mask they inherit.
 fn current_cpus() -> Option<libc::cpu_set_t> {
+    if let Some(parent) = crate::runtime::context::with_worker(|w| w.shared.blocking.cpus) {
+        return parent;
+    }
     // SAFETY: an all-zero cpu_set_t is a valid empty mask.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid mask of the size passed; pid 0 is this thread.

@@ -70,7 +70,8 @@ impl<T> Slot<T> {
         Poll::Pending
     }
 
-    /// The handle is gone: drop an untaken value here, not on the pool.
+    /// The handle is gone: drop an untaken value here. (A value that comes
+    /// after this is dropped on the pool thread: `T` is `Send`.)
     pub(crate) fn detach(&self) {
         let (value, waker) = {
             let mut g = self.lock();
@@ -92,13 +93,16 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    fn run(mut self: Box<Self>) {
-        let Some(f) = self.f.take() else { return };
+    fn run(mut self: Box<Self>) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
         if self.slot.aborted.load(Acquire) {
-            return; // `Drop` reports the cancellation
+            return false; // `Drop` reports the cancellation
         }
         let r = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::panic);
         self.slot.complete(r);
+        true
     }
 }
 

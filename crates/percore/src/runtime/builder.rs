@@ -230,7 +230,9 @@ impl Builder {
         shared.stall = self.stall.clone();
         // Built here, on the caller's thread, whose CPU mask (not a pinned
         // worker's) the pool's threads take.
-        shared.blocking = Pool::new(self.blocking, format!("{}-blocking", self.thread_name));
+        // Not `{thread_name}-…`: Linux keeps 15 bytes of a thread name, and
+        // "percore-worker-" would hide which threads are the pool's.
+        shared.blocking = Pool::new(self.blocking, "percore-blocking".into());
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel::<(usize, io::Result<WorkerInfo>)>();
         let mut threads = Vec::with_capacity(n);

@@ -24,13 +24,16 @@ use super::context;
 /// catching and reporting a panic instead of letting it end the worker.
 pub(crate) fn run_user_code(what: &str, f: impl FnOnce()) {
     if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
-        let worker = context::with_worker(|w| {
+        let who = context::with_worker(|w| {
             w.metrics.user_panics.bump();
-            w.remote.index.to_string()
+            format!("worker {}", w.remote.index)
         })
-        .unwrap_or_else(|| "-".into());
+        .unwrap_or_else(|| {
+            let t = std::thread::current();
+            format!("thread {}", t.name().unwrap_or("(unnamed)"))
+        });
         report(format_args!(
-            "percore: worker {worker}: {what} panicked: {}; the worker carries on",
+            "percore: {who}: {what} panicked: {}; the thread carries on",
             panic_message(&*p)
         ));
         // The payload's own drop is user code too; it must not escape.

@@ -84,10 +84,11 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         self.shutdown.store(true, SeqCst);
-        self.blocking.shutdown();
         for r in &self.remotes {
             r.unpark();
         }
+        // After the workers are told: dropping queued jobs runs user code.
+        self.blocking.shutdown();
     }
 
     /// Worker `index` cannot go on (its driver failed, or percore itself

@@ -153,8 +153,9 @@ impl<T> JoinHandle<T> {
     /// Cancels the task: its future is dropped at its worker's next chance
     /// (cancelling its in-flight I/O) and the handle resolves to a cancelled
     /// `JoinError`, unless the task had already finished. A blocking job
-    /// that has not started is skipped; one already running runs to its
-    /// end (a thread cannot be interrupted) and its value is dropped.
+    /// that has not started is skipped when its turn comes (it keeps its
+    /// queue slot until then); one already running runs to its end (a
+    /// thread cannot be interrupted) and the handle returns its value.
     pub fn abort(&self) {
         match &self.repr {
             Source::Task(task, _) => task.abort(),
