@@ -159,6 +159,17 @@ struct CompareArgs {
     /// µs; large enough that one core saturates.
     #[arg(long, default_value_t = 100)]
     skew_work_us: u32,
+    /// `blocking` scenario: microseconds each blocking call sleeps.
+    #[arg(long, default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    blocking_us: u32,
+    /// `blocking` scenario: messages per blocking call.
+    #[arg(long, default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    blocking_every: u64,
+    /// `blocking` scenario: open-loop rate, messages per second.
+    #[arg(long, default_value_t = 20000.0)]
+    blocking_rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -354,6 +365,9 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
         out: a.out.unwrap_or_else(|| compare::default_out(&workspace)),
         percore_echo: a.percore_echo.unwrap_or_else(|| dir.join("percore-echo")),
         skew_work_us: a.skew_work_us,
+        blocking_us: a.blocking_us,
+        blocking_every: a.blocking_every,
+        blocking_rate: a.blocking_rate,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let out = compare::run(&cfg)?;

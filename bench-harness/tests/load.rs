@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bench_harness::compare::results::{
-    Results, RunRecord, ServerStartup, ServerUsage, SCHEMA_VERSION,
+    Results, RunRecord, ServerExit, ServerStartup, ServerUsage, SCHEMA_VERSION,
 };
 use bench_harness::load::schedule::Arrivals;
 use bench_harness::load::{self, LoadConfig, Mode};
@@ -257,6 +257,11 @@ fn results_json_round_trips_through_its_schema() {
         server_startup: vec![ServerStartup {
             server: "test".into(),
             lines: vec!["worker 0 on core 0".into()],
+        }],
+        server_exit: vec![ServerExit {
+            scenario: "blocking".into(),
+            server: "test".into(),
+            stalls: Some(3),
         }],
         runs: vec![RunRecord {
             scenario: "latency".into(),
@@ -730,6 +735,7 @@ fn results_of(runs: Vec<RunRecord>, slo_p99_us: Option<f64>) -> Results {
         command: "test".into(),
         slo_p99_us,
         server_startup: Vec::new(),
+        server_exit: Vec::new(),
         runs,
         summaries: Vec::new(),
     }
@@ -903,4 +909,47 @@ fn the_window_is_measured_even_when_nothing_is_outstanding_at_the_end() {
         assert!(r.gen_busy_max > 0.0, "window not measured: {r:?}");
         assert!(r.gen_cpu_us_per_msg > 0.0, "window not measured: {r:?}");
     }
+}
+
+/// The blocking scenario: three percore-echo processes (no blocking
+/// calls, inline, offloaded) at one open-loop rate, each stopped with
+/// SIGTERM for its stall count: inline calls are stalls, offloaded ones
+/// are not.
+#[test]
+fn blocking_scenario_counts_the_stalls_of_inline_calls_only() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    let echo = std::path::Path::new(exe).with_file_name("percore-echo");
+    if !echo.exists() {
+        eprintln!("skipped: {} not built", echo.display());
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bh-block-{}", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .args(["compare", "--scenarios", "blocking", "--reps", "1"])
+        .args(["--duration", "0.5", "--warmup", "0.1", "--conns", "8"])
+        .args(["--blocking-rate", "2000", "--blocking-every", "10"])
+        .args(["--blocking-us", "2000", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, r) = succeeded(&out, &dir);
+    assert!(stdout.contains("== stalls"), "{stdout}");
+    let stalls = |name: &str| {
+        r.server_exit
+            .iter()
+            .find(|e| e.server == name)
+            .and_then(|e| e.stalls)
+            .unwrap_or_else(|| panic!("no stall count for {name}: {:?}", r.server_exit))
+    };
+    let (inline, offloaded) = (stalls("inline"), stalls("offloaded"));
+    // About 120 calls inline (0.6 s at 2,000/s, one in 10); each one a
+    // stall at the 1 ms threshold. Offloaded, only scheduling noise.
+    assert!(inline >= 40, "inline: {inline} stalls");
+    assert!(
+        offloaded * 4 < inline,
+        "offloaded {offloaded} vs inline {inline}"
+    );
+    assert_eq!(r.runs.len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
 }

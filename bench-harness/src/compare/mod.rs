@@ -26,7 +26,7 @@ use crate::hist::{new_histogram, percentile_distribution};
 use crate::load::{self, LoadConfig, Mode, WindowHook};
 use process::{Ready, Server, ServerSpec, WindowSample};
 use report::Progress;
-use results::{Results, RunRecord, ServerStartup, ServerUsage, SCHEMA_VERSION};
+use results::{Results, RunRecord, ServerExit, ServerStartup, ServerUsage, SCHEMA_VERSION};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +50,13 @@ pub enum Scenario {
     /// uniform load (all accept, no extra work). Ignores `--servers` and
     /// `--layout` (the server needs both cores).
     Skew,
+    /// Blocking calls in the handler: percore-echo with no blocking, with
+    /// `--blocking-us` of blocking every `--blocking-every` messages inline
+    /// on the worker, and the same offloaded to the blocking pool; open
+    /// loop at `--blocking-rate` messages/s; p99/p99.9 and the stall
+    /// detector's count (threshold `--blocking-us` / 2) for each. Ignores
+    /// `--servers`.
+    Blocking,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,6 +164,11 @@ pub struct CompareConfig {
     pub out: PathBuf,
     pub percore_echo: PathBuf,
     pub skew_work_us: u32,
+    /// `blocking` scenario: microseconds of each blocking call, messages
+    /// between calls, and the open-loop rate.
+    pub blocking_us: u32,
+    pub blocking_every: u64,
+    pub blocking_rate: f64,
     pub command: String,
 }
 
@@ -276,6 +288,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
     std::fs::create_dir_all(&cfg.out)
         .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", cfg.out.display())))?;
     let needs_echo = cfg.scenarios.contains(&Scenario::Skew)
+        || cfg.scenarios.contains(&Scenario::Blocking)
         || cfg
             .servers
             .iter()
@@ -307,6 +320,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
                 .contains(&Scenario::Sweep)
                 .then_some(cfg.slo_p99_us),
             server_startup: Vec::new(),
+            server_exit: Vec::new(),
             runs: Vec::new(),
             summaries: Vec::new(),
         },
@@ -345,6 +359,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
                     r.closed_points("sizes", &pts)?
                 }
                 Scenario::Skew => r.skew()?,
+                Scenario::Blocking => r.blocking()?,
             }
         }
     }
@@ -355,6 +370,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
     if cfg.scenarios.contains(&Scenario::Sweep) {
         report::print_capacity(&r.results, cfg.slo_p99_us);
     }
+    report::print_server_exit(&r.results);
     plot::write_all(&r.results, &r.hists, &cfg.out)?;
     Ok(cfg.out.clone())
 }
@@ -372,6 +388,7 @@ fn planned_runs(cfg: &CompareConfig) -> usize {
             Scenario::Conns => inv * 3 * n * cfg.reps,
             Scenario::Sizes => inv * 4 * n * cfg.reps,
             Scenario::Skew => inv * 2 * 2 * cfg.reps,
+            Scenario::Blocking => inv * 3 * cfg.reps,
         })
         .sum()
 }
@@ -610,6 +627,64 @@ impl Runner<'_> {
                 }
             }
             self.stop_servers(servers);
+        }
+        Ok(())
+    }
+
+    /// percore-echo without blocking calls, with them inline and with them
+    /// offloaded, open loop at one fixed rate; each server process is
+    /// stopped with SIGTERM for its stall count.
+    fn blocking(&mut self) -> io::Result<()> {
+        let us = self.cfg.blocking_us.to_string();
+        let every = self.cfg.blocking_every.to_string();
+        // Half the blocking call: each inline call is a stall, nothing else
+        // in an echo server comes near it.
+        let stall_ms = format!("{}", f64::from(self.cfg.blocking_us) / 2e3);
+        let block = ["--block-us", &us, "--block-every", &every];
+        let variants: [(&str, Vec<&str>); 3] = [
+            ("no-blocking", vec![]),
+            ("inline", block.to_vec()),
+            ("offloaded", [&block[..], &["--offload"]].concat()),
+        ];
+        let cores = self.cfg.layout.server_cores();
+        let workers = self.cfg.layout.workers().to_string();
+        let servers = variants
+            .iter()
+            .map(|(name, extra)| {
+                let args: Vec<String> = [
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--workers",
+                    &workers,
+                    "--driver",
+                    "uring",
+                    "--stall-ms",
+                    &stall_ms,
+                ]
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect();
+                let spec = ServerSpec {
+                    name: (*name).into(),
+                    program: self.cfg.percore_echo.clone(),
+                    args,
+                    ready: Ready::Announces,
+                };
+                Server::start(&spec, &cores)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let rate = self.cfg.blocking_rate;
+        let points = [(format!("{rate:.0}/s every={every} us={us}"), rate)];
+        self.open_points("blocking", &servers, &points)?;
+        for s in servers {
+            let name = s.name.clone();
+            let stalls = s.stop_for_counters();
+            self.results.server_exit.push(ServerExit {
+                scenario: "blocking".into(),
+                server: name,
+                stalls,
+            });
         }
         Ok(())
     }

@@ -42,6 +42,10 @@ pub struct Server {
     /// ring flags, cores); the rest of its stderr is read and dropped, so
     /// a chatty server never blocks on a full pipe.
     stderr_head: Arc<Mutex<Vec<String>>>,
+    /// Stalls reported in percore-echo's exit counters, once it printed
+    /// them (`runtime counters, worker N: ..., K stalls`), summed.
+    stalls: Arc<Mutex<Option<u64>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Stderr lines kept per server, and their length limit.
@@ -86,11 +90,14 @@ impl Server {
             )
         })?;
         let stderr_head = Arc::new(Mutex::new(Vec::new()));
+        let stalls = Arc::new(Mutex::new(None));
+        let mut reader = None;
         if let Some(err) = child.stderr.take() {
             let head = stderr_head.clone();
+            let stall_sum = stalls.clone();
             // Reads to EOF whatever comes (bytes, not UTF-8; a line of any
             // length), so the server never meets a closed or full pipe.
-            std::thread::spawn(move || {
+            reader = Some(std::thread::spawn(move || {
                 let mut r = BufReader::new(err);
                 let mut line = Vec::new();
                 loop {
@@ -99,13 +106,17 @@ impl Server {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {}
                     }
+                    if let Some(n) = counter_stalls(&String::from_utf8_lossy(&line)) {
+                        let mut s = stall_sum.lock().unwrap_or_else(|e| e.into_inner());
+                        *s = Some(s.unwrap_or(0) + n);
+                    }
                     let mut h = head.lock().unwrap_or_else(|e| e.into_inner());
                     if h.len() < STDERR_LINES {
                         let text = String::from_utf8_lossy(&line);
                         h.push(text.trim_end().chars().take(STDERR_LINE_CHARS).collect());
                     }
                 }
-            });
+            }));
         }
         let addr = match spec.ready {
             Ready::Announces => wait_for_announce(spec, &mut child)?,
@@ -116,6 +127,8 @@ impl Server {
             addr,
             child,
             stderr_head,
+            stalls,
+            reader,
         })
     }
 
@@ -140,6 +153,35 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the server with SIGTERM so it prints its exit counters (up to
+    /// 15 s, then SIGKILL); returns the stalls they report.
+    pub fn stop_for_counters(mut self) -> Option<u64> {
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        *self.stalls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The `K stalls` of a percore-echo exit counters line, if this is one.
+fn counter_stalls(line: &str) -> Option<u64> {
+    if !line.contains("runtime counters") {
+        return None;
+    }
+    let (before, _) = line.split_once(" stalls")?;
+    before.rsplit(' ').next()?.parse().ok()
 }
 
 /// Waits up to 10 s for `listening on ADDR` on the child's stdout.

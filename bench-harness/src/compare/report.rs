@@ -265,6 +265,20 @@ pub fn capacities(results: &Results, slo_p99_us: f64) -> Vec<Capacity> {
 }
 
 /// The sweep's headline: each server's capacity at the SLO.
+/// The stall counts of servers stopped for their exit counters.
+pub fn print_server_exit(results: &Results) {
+    if results.server_exit.is_empty() {
+        return;
+    }
+    println!("\n== stalls (percore-echo exit counters: polls over the stall threshold, all runs of each server process)");
+    for e in &results.server_exit {
+        let stalls = e
+            .stalls
+            .map_or_else(|| "– (no counters printed)".to_string(), |n| n.to_string());
+        println!("{:<10} {:<20} {stalls}", e.scenario, e.server);
+    }
+}
+
 pub fn print_capacity(results: &Results, slo_p99_us: f64) {
     println!(
         "\n== sweep: capacity at p99 <= {slo_p99_us:.0} µs and p99.9 <= {:.0} µs (the highest \

@@ -298,6 +298,17 @@ pub struct ServerStartup {
     pub lines: Vec<String>,
 }
 
+/// What a server said when it was stopped with SIGTERM (percore-echo's
+/// exit counters), per scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerExit {
+    pub scenario: String,
+    pub server: String,
+    /// Polls over the stall threshold, summed over workers, over every run
+    /// of this server process (`None`: it printed no counters).
+    pub stalls: Option<u64>,
+}
+
 /// Everything a `compare` run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -317,6 +328,10 @@ pub struct Results {
     /// Each server's first stderr lines (start-up lines: driver, ring
     /// flags, cores), from its first start.
     pub server_startup: Vec<ServerStartup>,
+    /// Exit counters of servers stopped with SIGTERM (the `blocking`
+    /// scenario's percore-echo processes).
+    #[serde(default)]
+    pub server_exit: Vec<ServerExit>,
     pub runs: Vec<RunRecord>,
     pub summaries: Vec<Summary>,
 }
