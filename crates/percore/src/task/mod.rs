@@ -5,7 +5,9 @@
 pub(crate) mod body;
 mod builder;
 pub(crate) mod join;
+mod join_set;
 pub(crate) mod raw;
+mod scope;
 mod spawn;
 pub(crate) mod state;
 mod waker;
@@ -14,5 +16,7 @@ mod yield_now;
 pub use crate::blocking::{spawn_blocking, try_spawn_blocking};
 pub use builder::Builder;
 pub use join::{JoinError, JoinHandle};
+pub use join_set::JoinSet;
+pub use scope::{scope, Scope, ScopeError};
 pub use spawn::{spawn, spawn_local};
 pub use yield_now::{yield_now, YieldNow};
