@@ -309,3 +309,122 @@ fn a_childs_panic_propagates_out_of_the_scope() {
     assert!(e.is_panic());
     assert_eq!(e.to_string(), "task panicked: child boom");
 }
+
+/// Two senders wait; the receiver frees two slots. The first sender holds
+/// its grant but is never polled again (it lost a select): the second
+/// still gets the other free slot.
+#[test]
+fn mpsc_a_granted_sender_that_is_never_polled_does_not_block_others() {
+    let _w = watchdog("mpsc grant", 60);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        let (tx, mut rx) = mpsc::channel::<u32>(2);
+        tx.try_send(0).unwrap();
+        tx.try_send(1).unwrap();
+        let mut a = Box::pin(tx.send(10));
+        assert!(futures_poll_once(a.as_mut()).is_pending());
+        let tx2 = tx.clone();
+        let b = percore::spawn(async move { tx2.send(20).await });
+        sleep(SHORT).await;
+        assert_eq!(rx.recv().await, Some(0));
+        assert_eq!(rx.recv().await, Some(1));
+        timeout(SHORT * 4, b)
+            .await
+            .expect("a sender stuck while there was room")
+            .unwrap()
+            .unwrap();
+        drop(a);
+    });
+}
+
+/// A sender granted a slot keeps it: try_send behind it finds the channel
+/// full, however often that is tried.
+#[test]
+fn mpsc_a_granted_sender_is_not_overtaken() {
+    let _w = watchdog("mpsc overtake", 60);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        let (tx, mut rx) = mpsc::channel::<u32>(1);
+        tx.try_send(0).unwrap();
+        let mut a = Box::pin(tx.send(1));
+        assert!(futures_poll_once(a.as_mut()).is_pending());
+        rx.try_recv().unwrap();
+        assert!(matches!(tx.try_send(2), Err(mpsc::TrySendError::Full(_))));
+        assert!(futures_poll_once(a.as_mut()).is_ready());
+        assert_eq!(rx.try_recv(), Ok(1));
+    });
+}
+
+/// A `notified()` future made before `notify_waiters` and polled after it
+/// completes (the check-then-wait pattern).
+#[test]
+fn notify_waiters_reaches_futures_created_before_it() {
+    let _w = watchdog("notify created", 60);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        let n = Notify::new();
+        let f = n.notified();
+        n.notify_waiters();
+        assert!(futures_poll_once(std::pin::pin!(f)).is_ready());
+        // One made after it is not.
+        let g = n.notified();
+        assert!(futures_poll_once(std::pin::pin!(g)).is_pending());
+    });
+}
+
+/// A scope that fails returns only once its children have ended: children
+/// stolen by the other worker and in the middle of a (blocking) poll there
+/// have finished it by then.
+#[test]
+fn a_failed_scope_returns_after_its_children_have_ended() {
+    let _w = watchdog("scope joins", 60);
+    let rt = percore::Runtime::builder()
+        .driver(driver())
+        .workers(2)
+        .steal_threshold(1)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let r: Result<(), ScopeError<&str>> = scope(|s| async move {
+            for _ in 0..6 {
+                let h = h.clone();
+                s.spawn(async move {
+                    percore::yield_now().await;
+                    std::thread::sleep(Duration::from_millis(100));
+                    h.fetch_add(1, SeqCst);
+                    Ok(())
+                });
+            }
+            percore::yield_now().await;
+            Err("x")
+        })
+        .await;
+        assert_eq!(r, Err(ScopeError::Failed("x")));
+        let at_return = hits.load(SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            hits.load(SeqCst),
+            at_return,
+            "a child ran on after the scope returned"
+        );
+    });
+}
+
+#[test]
+fn a_closed_semaphore_grants_nothing_more() {
+    let _w = watchdog("semaphore close", 60);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        let s = Semaphore::new(0);
+        let mut a = Box::pin(s.acquire());
+        assert!(futures_poll_once(a.as_mut()).is_pending());
+        s.close();
+        s.add_permits(1);
+        assert!(matches!(
+            futures_poll_once(a.as_mut()),
+            std::task::Poll::Ready(Err(_))
+        ));
+    });
+}

@@ -12,12 +12,13 @@ use std::task::{Context, Poll, Waker};
 
 use super::waitlist::WaitList;
 
-/// Creates a channel holding at most `capacity` messages (at least 1).
+/// Creates a channel holding at most `capacity` messages (0 is taken as 1).
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         state: Mutex::new(State {
             queue: VecDeque::new(),
             capacity: capacity.max(1),
+            reserved: 0,
             senders: 1,
             receiver_alive: true,
             receiver: None,
@@ -30,6 +31,9 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 struct State<T> {
     queue: VecDeque<T>,
     capacity: usize,
+    /// Slots granted to waiting senders, not yet filled: nobody else may
+    /// take them.
+    reserved: usize,
     senders: usize,
     receiver_alive: bool,
     receiver: Option<Waker>,
@@ -158,7 +162,7 @@ impl<T> Sender<T> {
         if !st.receiver_alive {
             return Err(TrySendError::Closed(value));
         }
-        if st.queue.len() >= st.capacity || st.waiting.any_waiting() {
+        if free(&st) == 0 || st.waiting.any_waiting() {
             return Err(TrySendError::Full(value));
         }
         st.queue.push_back(value);
@@ -193,29 +197,28 @@ impl<T> Future for Send<'_, T> {
         let mut st = this.chan.lock();
         let value = this.value.take().expect("Send polled after completion");
         if !st.receiver_alive {
-            if let Some(id) = this.id.take() {
-                st.waiting.remove(id);
+            if let Some(e) = this.id.take().and_then(|id| st.waiting.remove(id)) {
+                if e.granted {
+                    st.reserved -= 1;
+                }
             }
             return Poll::Ready(Err(SendError(value)));
         }
-        // Our turn: no waiter ahead of us (or we were granted a slot).
-        let ours = match this.id {
-            None => !st.waiting.any_waiting(),
+        let send_now = match this.id {
+            // First poll: only if nobody waits ahead and a slot is free.
+            None => !st.waiting.any_waiting() && free(&st) > 0,
+            // Granted: our slot is reserved.
             Some(id) => st.waiting.find(id).is_some_and(|e| e.granted),
         };
-        if ours && st.queue.len() < st.capacity {
+        if send_now {
             if let Some(id) = this.id.take() {
                 st.waiting.remove(id);
+                st.reserved -= 1;
             }
             st.queue.push_back(value);
             let waker = st.receiver.take();
-            // Room may remain for the next waiting sender.
-            let next = grant_room(&mut st);
             drop(st);
             if let Some(w) = waker {
-                w.wake();
-            }
-            if let Some(w) = next {
                 w.wake();
             }
             return Poll::Ready(Ok(()));
@@ -225,9 +228,6 @@ impl<T> Future for Send<'_, T> {
             None => this.id = Some(st.waiting.push(1, cx.waker())),
             Some(id) => {
                 if let Some(e) = st.waiting.find(id) {
-                    // A grant that found no room after all (another sender
-                    // with no queue ahead took it): wait again in place.
-                    e.granted = false;
                     match &e.waker {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => e.waker = Some(cx.waker().clone()),
@@ -244,28 +244,37 @@ impl<T> Drop for Send<'_, T> {
         let Some(id) = self.id else { return };
         let mut st = self.chan.lock();
         let was = st.waiting.remove(id);
-        // A grant it never used goes to the next sender.
-        let next = if was.is_some_and(|e| e.granted) {
+        // A slot reserved for it and never filled goes to the next sender.
+        let wakers = if was.as_ref().is_some_and(|e| e.granted) {
+            st.reserved -= 1;
             grant_room(&mut st)
         } else {
-            None
+            Vec::new()
         };
         drop(st);
-        if let Some(w) = next {
-            w.wake();
-        }
+        drop(was);
+        super::waitlist::wake_all(wakers);
     }
 }
 
-/// If there is room and no sender holds a grant, grants the first waiting
-/// sender; returns its waker.
-fn grant_room<T>(st: &mut State<T>) -> Option<Waker> {
-    if st.queue.len() >= st.capacity || st.waiting.queue.iter().any(|e| e.granted) {
-        return None;
+/// Slots neither filled nor reserved.
+fn free<T>(st: &State<T>) -> usize {
+    st.capacity.saturating_sub(st.queue.len() + st.reserved)
+}
+
+/// Reserves free slots for waiting senders, first come first served;
+/// returns their wakers.
+fn grant_room<T>(st: &mut State<T>) -> Vec<Waker> {
+    let mut wakers = Vec::new();
+    while free(st) > 0 {
+        let Some(e) = st.waiting.first_waiting() else {
+            break;
+        };
+        e.granted = true;
+        wakers.extend(e.waker.take());
+        st.reserved += 1;
     }
-    let e = st.waiting.first_waiting()?;
-    e.granted = true;
-    e.waker.take()
+    wakers
 }
 
 /// The receiving half.
@@ -292,9 +301,7 @@ impl<T> Receiver<T> {
         if let Some(v) = st.queue.pop_front() {
             let next = grant_room(&mut st);
             drop(st);
-            if let Some(w) = next {
-                w.wake();
-            }
+            super::waitlist::wake_all(next);
             return Poll::Ready(Some(v));
         }
         if st.senders == 0 {
@@ -314,9 +321,7 @@ impl<T> Receiver<T> {
             Some(v) => {
                 let next = grant_room(&mut st);
                 drop(st);
-                if let Some(w) = next {
-                    w.wake();
-                }
+                super::waitlist::wake_all(next);
                 Ok(v)
             }
             None if st.senders == 0 => Err(TryRecvError::Disconnected),

@@ -13,6 +13,9 @@ struct State {
     /// A `notify_one` that found nobody waiting: the next `notified()`
     /// completes at once.
     permit: bool,
+    /// `notify_waiters` calls so far: a future made before one completes
+    /// even if it was first polled after it.
+    generation: u64,
     waiters: WaitList,
 }
 
@@ -45,6 +48,7 @@ impl Notify {
         Notify {
             state: Mutex::new(State {
                 permit: false,
+                generation: 0,
                 waiters: WaitList::default(),
             }),
         }
@@ -54,11 +58,15 @@ impl Notify {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a notification.
+    /// Waits for a notification. The future receives `notify_waiters`
+    /// calls made from its creation on, even before its first poll;
+    /// `notify_one` reaches it once it is waiting (or through the stored
+    /// permit).
     pub fn notified(&self) -> Notified<'_> {
         Notified {
             notify: self,
             id: None,
+            generation: self.lock().generation,
         }
     }
 
@@ -75,6 +83,7 @@ impl Notify {
     /// Wakes every task waiting now.
     pub fn notify_waiters(&self) {
         let mut st = self.lock();
+        st.generation += 1;
         let mut wakers = Vec::new();
         for e in st.waiters.queue.iter_mut().filter(|e| !e.granted) {
             e.granted = true;
@@ -106,6 +115,8 @@ fn notify_first(st: &mut State) -> Option<std::task::Waker> {
 pub struct Notified<'a> {
     notify: &'a Notify,
     id: Option<u64>,
+    /// `State::generation` when this future was made.
+    generation: u64,
 }
 
 impl fmt::Debug for Notified<'_> {
@@ -122,7 +133,7 @@ impl Future for Notified<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.notify.lock();
         let Some(id) = self.id else {
-            if std::mem::take(&mut st.permit) {
+            if st.generation != self.generation || std::mem::take(&mut st.permit) {
                 return Poll::Ready(());
             }
             let id = st.waiters.push(1, cx.waker());

@@ -84,9 +84,16 @@ impl Semaphore {
     }
 
     /// Adds `n` permits (serving waiters in order).
+    ///
+    /// # Panics
+    ///
+    /// If the count would overflow `usize`.
     pub fn add_permits(&self, n: usize) {
         let mut st = self.lock();
-        st.permits += n;
+        st.permits = st
+            .permits
+            .checked_add(n)
+            .expect("Semaphore::add_permits: the permit count overflowed usize");
         let wakers = grant(&mut st);
         drop(st);
         wake_all(wakers);
@@ -172,6 +179,10 @@ impl Semaphore {
 /// Hands permits to waiters at the head of the queue while they fit.
 fn grant(st: &mut State) -> Vec<Waker> {
     let mut wakers = Vec::new();
+    if st.closed {
+        // Waiters were woken to fail; permits stay in the count.
+        return wakers;
+    }
     while let Some(e) = st.waiters.first_waiting() {
         if e.need > st.permits {
             break;
@@ -281,6 +292,13 @@ impl Drop for SemaphorePermit<'_> {
 pub struct OwnedSemaphorePermit {
     sem: Arc<Semaphore>,
     n: usize,
+}
+
+impl OwnedSemaphorePermit {
+    /// Keeps the permit out of the semaphore for good.
+    pub fn forget(mut self) {
+        self.n = 0;
+    }
 }
 
 impl Drop for OwnedSemaphorePermit {

@@ -1,5 +1,6 @@
-//! `JoinSet`: many spawned tasks, joined in the order they finish; the
-//! ones left are aborted when the set is dropped.
+//! `JoinSet`: many spawned tasks, joined as they finish (when several have
+//! finished by the time of a call, in no particular order); the ones left
+//! are aborted when the set is dropped.
 
 use std::fmt;
 use std::future::Future;
@@ -11,7 +12,8 @@ use super::{JoinError, JoinHandle};
 /// A set of spawned tasks.
 ///
 /// `join_next` polls every unfinished handle, so each wake costs time
-/// linear in the set's size: fine for tens to a few thousand tasks.
+/// linear in the set's size (draining n tasks is O(n²)): fine for tens to
+/// a few thousand tasks.
 pub struct JoinSet<T> {
     tasks: Vec<JoinHandle<T>>,
 }

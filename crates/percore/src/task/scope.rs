@@ -1,8 +1,10 @@
 //! `scope`: a body and the child tasks it spawns, as one unit. The scope
-//! ends when the body and every child have finished; the first error (of
-//! the body or a child) cancels the rest and is returned; a child's panic
-//! cancels the rest and is resumed in the caller; dropping the scope's
-//! future cancels every child.
+//! ends when the body and every child have finished; the first error seen
+//! (of the body or a child) cancels the rest and is returned, and a child's
+//! panic cancels the rest and is resumed in the caller, in both cases once
+//! every child has ended. Dropping the scope's future cancels every child
+//! without waiting (a drop cannot wait): a child in the middle of a poll
+//! on another worker finishes that poll.
 
 use std::fmt;
 use std::future::Future;
@@ -138,33 +140,63 @@ where
     let _end = End(&scope);
     let mut body = pin!(body(scope.clone()));
     let mut output: Option<T> = None;
-    std::future::poll_fn(|cx| {
-        if output.is_none() {
+    // The first failure; once set, the others are aborted, the body is
+    // no longer polled, and the scope waits until every child has ended
+    // (an abort takes effect at the child's next turn on its worker).
+    let mut failure: Option<Failure<E>> = None;
+    let outcome = std::future::poll_fn(|cx| {
+        if output.is_none() && failure.is_none() {
             if let Poll::Ready(r) = body.as_mut().poll(cx) {
                 match r {
                     Ok(v) => output = Some(v),
-                    Err(e) => return Poll::Ready(Err(ScopeError::Failed(e))),
+                    Err(e) => failure = Some(Failure::Error(e)),
                 }
             }
         }
         let mut inner = scope.lock();
         inner.waker = Some(cx.waker().clone());
+        if failure.is_some() {
+            inner.ended = true;
+            inner.children.abort_all();
+        }
         loop {
-            match inner.children.poll_join_next(cx) {
-                Poll::Ready(Some(Ok(Ok(())))) => continue,
-                Poll::Ready(Some(Ok(Err(e)))) => return Poll::Ready(Err(ScopeError::Failed(e))),
-                Poll::Ready(Some(Err(je))) if je.is_panic() => {
-                    drop(inner);
-                    resume_unwind(je.into_panic())
-                }
-                Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(ScopeError::Cancelled)),
-                Poll::Ready(None) => match output.take() {
-                    Some(v) => return Poll::Ready(Ok(v)),
-                    None => return Poll::Pending,
-                },
+            let next = match inner.children.poll_join_next(cx) {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    return match (failure.take(), output.take()) {
+                        (Some(f), _) => Poll::Ready(Err(f)),
+                        (None, Some(v)) => Poll::Ready(Ok(v)),
+                        (None, None) => Poll::Pending,
+                    };
+                }
+                Poll::Ready(Some(r)) => r,
+            };
+            if failure.is_some() {
+                continue; // already failing: later outcomes are dropped
             }
+            let first = match next {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => Failure::Error(e),
+                Err(je) if je.is_panic() => Failure::Panic(je.into_panic()),
+                Err(_) => Failure::Cancelled,
+            };
+            failure = Some(first);
+            inner.ended = true;
+            inner.children.abort_all();
         }
     })
-    .await
+    .await;
+    match outcome {
+        Ok(v) => Ok(v),
+        Err(Failure::Error(e)) => Err(ScopeError::Failed(e)),
+        Err(Failure::Cancelled) => Err(ScopeError::Cancelled),
+        Err(Failure::Panic(p)) => resume_unwind(p),
+    }
+}
+
+/// How a scope failed, until it has waited for its children.
+enum Failure<E> {
+    Error(E),
+    Cancelled,
+    Panic(Box<dyn std::any::Any + Send>),
 }
