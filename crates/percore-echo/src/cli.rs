@@ -172,6 +172,12 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 10.0, value_parser = positive)]
     pub stall_ms: f64,
 
+    /// Serve the runtime's per-worker metrics and the server's counters as
+    /// Prometheus text at `GET /metrics` on this address (port 0 picks
+    /// one; the address is printed on stderr as `metrics on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Shortest sibling queue an idle worker steals from.
     #[arg(long, value_name = "TASKS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

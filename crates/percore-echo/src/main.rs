@@ -8,6 +8,7 @@
 //! for up to `--drain-timeout`, then shut down and print per-worker totals.
 
 mod cli;
+mod metrics_http;
 mod server;
 mod signals;
 
@@ -118,6 +119,34 @@ fn run(args: &Args) -> Result<(), String> {
             eprintln!("percore-echo: {w}, no listener (serves stolen connections)");
         }
     }
+    let metrics_task = match args.metrics_addr {
+        None => None,
+        Some(maddr) => {
+            let src = metrics_http::Sources {
+                runtime: rt.metrics_handle(),
+                stats: stats.clone(),
+                open: open.clone(),
+            };
+            let (tx, rx) = oneshot::channel();
+            let task = rt.spawn_local_on(0, move || async move {
+                match metrics_http::bind(maddr) {
+                    Ok(l) => {
+                        let _ = tx.send(l.local_addr());
+                        metrics_http::serve(l, src).await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+            let bound = rx
+                .blocking_recv()
+                .map_err(|_| "the metrics listener's task stopped".to_string())?
+                .map_err(|e| format!("--metrics-addr {maddr}: {e}"))?;
+            eprintln!("percore-echo: metrics on {bound}");
+            Some(task)
+        }
+    };
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
 
@@ -125,6 +154,9 @@ fn run(args: &Args) -> Result<(), String> {
     eprintln!("percore-echo: signal {sig}: stop accepting, draining connections");
     for a in &acceptors {
         a.abort();
+    }
+    if let Some(t) = &metrics_task {
+        t.abort();
     }
     let deadline = Instant::now() + args.drain_timeout();
     while open.load(Relaxed) > 0 && Instant::now() < deadline {

@@ -44,6 +44,20 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down, set by one thread.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
 /// Counters of one worker.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
@@ -106,6 +120,16 @@ pub struct WorkerMetrics {
     pub poll_time: Histogram,
     /// Loop lag: from a task's wake (or spawn) to the start of its poll.
     pub loop_lag: Histogram,
+    /// Gauge: unfinished tasks this worker owns.
+    pub live_tasks: Gauge,
+    /// Gauge: runnable tasks queued on this worker (local and stealable),
+    /// sampled once per loop pass.
+    pub run_queue: Gauge,
+    /// Gauge: I/O ops submitted and not yet completed (queued SQEs and
+    /// ops in the kernel), sampled once per loop pass.
+    pub in_flight_ops: Gauge,
+    /// Gauge: armed timers, sampled once per loop pass.
+    pub timers: Gauge,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -163,6 +187,14 @@ pub struct MetricsSnapshot {
     pub poll_time: HistogramSnapshot,
     /// See [`WorkerMetrics::loop_lag`].
     pub loop_lag: HistogramSnapshot,
+    /// See [`WorkerMetrics::live_tasks`].
+    pub live_tasks: u64,
+    /// See [`WorkerMetrics::run_queue`].
+    pub run_queue: u64,
+    /// See [`WorkerMetrics::in_flight_ops`].
+    pub in_flight_ops: u64,
+    /// See [`WorkerMetrics::timers`].
+    pub timers: u64,
 }
 
 impl WorkerMetrics {
@@ -195,6 +227,10 @@ impl WorkerMetrics {
             stalls: self.stalls.get(),
             poll_time: self.poll_time.snapshot(),
             loop_lag: self.loop_lag.snapshot(),
+            live_tasks: self.live_tasks.get(),
+            run_queue: self.run_queue.get(),
+            in_flight_ops: self.in_flight_ops.get(),
+            timers: self.timers.get(),
         }
     }
 }

@@ -130,6 +130,14 @@ impl Runtime {
         crate::blocking::submit(&self.shared.blocking, f).map_err(|(e, _)| e)
     }
 
+    /// A handle to this runtime's metrics that can move into a task or a
+    /// thread (to serve them, e.g. as Prometheus text).
+    pub fn metrics_handle(&self) -> RuntimeMetrics {
+        RuntimeMetrics {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The blocking pool's threads, queue and counts.
     pub fn blocking_stats(&self) -> BlockingStats {
         self.shared.blocking.stats()
@@ -166,6 +174,35 @@ impl Runtime {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// A cloneable, `Send` view of a runtime's metrics
+/// ([`Runtime::metrics_handle`]).
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RuntimeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeMetrics").finish_non_exhaustive()
+    }
+}
+
+impl RuntimeMetrics {
+    /// A snapshot of every worker's counters, gauges and histograms.
+    pub fn workers(&self) -> Vec<MetricsSnapshot> {
+        self.shared
+            .remotes
+            .iter()
+            .map(|r| r.metrics.snapshot())
+            .collect()
+    }
+
+    /// The blocking pool's threads, queue and counts.
+    pub fn blocking(&self) -> BlockingStats {
+        self.shared.blocking.stats()
     }
 }
 

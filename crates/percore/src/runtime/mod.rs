@@ -20,6 +20,6 @@ pub(crate) mod worker;
 
 pub(crate) use block_on::wait;
 pub use builder::{Builder, WakeMode};
-pub use handle::Runtime;
+pub use handle::{Runtime, RuntimeMetrics};
 pub use info::WorkerInfo;
 pub use stall::Stall;

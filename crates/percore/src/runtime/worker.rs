@@ -156,6 +156,7 @@ impl Worker {
         let mut dead = Dead::default();
         loop {
             self.take_inbox(&mut wakers, &mut dead);
+            self.sample_gauges();
             self.run_tasks();
             self.fire_timers(&mut wakers);
             let shutdown = self.shared.is_shutdown();
@@ -290,6 +291,16 @@ impl Worker {
                 RunResult::Done => self.remote.disown(task.id),
             }
         }
+    }
+
+    /// The gauges, once per loop pass (plain stores; `live_tasks` is kept
+    /// by the owned map itself).
+    fn sample_gauges(&self) {
+        let queued = self.local.borrow().len() + self.remote.stealable_len();
+        self.metrics.run_queue.set(queued as u64);
+        let in_flight = self.driver.borrow().in_flight();
+        self.metrics.in_flight_ops.set(in_flight as u64);
+        self.metrics.timers.set(self.timers.borrow().len() as u64);
     }
 
     /// A poll of `task` kept this worker for `took`: count and report it.

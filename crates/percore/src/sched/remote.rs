@@ -186,11 +186,15 @@ impl Remote {
 
     /// Registers `task` as owned by this worker.
     pub(crate) fn own(&self, task: &Arc<Task>) {
-        lock(&self.owned).insert(task.id, task.clone());
+        let mut owned = lock(&self.owned);
+        owned.insert(task.id, task.clone());
+        self.metrics.live_tasks.set(owned.len() as u64);
     }
 
     pub(crate) fn disown(&self, id: u64) {
-        lock(&self.owned).remove(&id);
+        let mut owned = lock(&self.owned);
+        owned.remove(&id);
+        self.metrics.live_tasks.set(owned.len() as u64);
     }
 }
 
