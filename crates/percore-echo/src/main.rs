@@ -4,13 +4,13 @@
 //! port when ADDR has port 0), then every other worker's listener on that
 //! same address with SO_REUSEPORT — no acceptor thread, no hand-off. Prints
 //! `listening on ADDR` on stdout once all are bound, and one line per worker
-//! on stderr. On SIGINT/SIGTERM: stop accepting, let open connections finish
-//! for up to `--drain-timeout`, then shut down and print per-worker totals.
+//! on stderr. On SIGINT/SIGTERM (read through the runtime from a signalfd,
+//! `percore::signal`): stop accepting, let open connections finish for up
+//! to `--drain-timeout`, then shut down and print per-worker totals.
 
 mod cli;
 mod metrics_http;
 mod server;
-mod signals;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,7 +27,13 @@ use server::{serve_worker, Block, RecvPath, Serve, Stats};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    signals::block_termination();
+    // Before any thread starts, so every thread inherits the mask: the
+    // signals then wait in the process for the signalfd read below, and
+    // never interrupt a worker.
+    if let Err(e) = percore::signal::block(&[libc::SIGINT, libc::SIGTERM]) {
+        eprintln!("percore-echo: cannot block SIGINT/SIGTERM: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -119,6 +125,10 @@ fn run(args: &Args) -> Result<(), String> {
             eprintln!("percore-echo: {w}, no listener (serves stolen connections)");
         }
     }
+    // Before `listening on`: once clients may connect, the fd table can
+    // fill up (out of fds, the server must keep serving, not fail here).
+    let signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| format!("cannot create the signalfd for SIGINT/SIGTERM: {e}"))?;
     let metrics_task = match args.metrics_addr {
         None => None,
         Some(maddr) => {
@@ -150,7 +160,10 @@ fn run(args: &Args) -> Result<(), String> {
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
 
-    let sig = signals::wait_termination();
+    // Waited for on worker 0, through the runtime (a signalfd read).
+    let sig = rt
+        .block_on(async move { signals.recv().await })
+        .map_err(|e| format!("waiting for SIGINT/SIGTERM: {e}"))?;
     eprintln!("percore-echo: signal {sig}: stop accepting, draining connections");
     for a in &acceptors {
         a.abort();

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod net;
 mod runtime;
 mod sched;
+pub mod signal;
 pub mod sync;
 pub mod task;
 pub mod time;

@@ -42,6 +42,14 @@ pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usiz
     (res, buf)
 }
 
+/// `read(2)` of a non-socket fd (the signalfd of `signal::Signals`).
+pub(crate) async fn read<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
+    match current() {
+        Driver::Epoll => epoll::ops::read(sock, buf).await,
+        _ => uring::ops::read(sock, buf).await,
+    }
+}
+
 pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
     match current() {
         Driver::Epoll => epoll::ops::send(sock, buf).await,

@@ -42,6 +42,12 @@ struct Inner {
     drained: AtomicBool,
 }
 
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("fd", &self.raw()).finish()
+    }
+}
+
 impl Socket {
     pub(crate) fn new(fd: OwnedFd) -> Socket {
         Socket(Arc::new(Inner {

@@ -199,6 +199,23 @@ pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, mut buf: B) -> (io::Result<
     (res, buf)
 }
 
+/// `read(2)` on a non-socket fd (a signalfd) when it is readable.
+pub(crate) async fn read<B: IoBufMut>(sock: &Socket, mut buf: B) -> (io::Result<usize>, B) {
+    let b = &mut buf;
+    let res = retry(sock, Interest::Read, || {
+        let len = b.bytes_total();
+        // SAFETY: the pointer is valid for `bytes_total` bytes of writes
+        // (IoBufMut) and `buf` outlives the call.
+        cvt(unsafe { libc::read(sock.raw(), b.stable_mut_ptr().cast(), len) })
+    })
+    .await;
+    if let Ok(n) = res {
+        // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+        unsafe { buf.set_init(n) };
+    }
+    (res, buf)
+}
+
 pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
     let b = &buf;
     let res = retry(sock, Interest::Write, || {
