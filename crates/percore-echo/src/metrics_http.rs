@@ -174,6 +174,18 @@ pub fn render(src: &Sources) -> String {
         &|m| m.in_flight_ops,
     );
     gauge(&mut reg, "percore_timers", "Armed timers", &|m| m.timers);
+    gauge(
+        &mut reg,
+        "percore_sq_pending",
+        "SQEs queued, not yet submitted",
+        &|m| m.sq_pending,
+    );
+    gauge(
+        &mut reg,
+        "percore_cq_ready",
+        "CQEs posted, not yet reaped",
+        &|m| m.cq_ready,
+    );
     let hist =
         |reg: &mut Registry,
          name: &str,

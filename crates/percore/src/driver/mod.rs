@@ -126,6 +126,14 @@ impl IoDriver {
         }
     }
 
+    /// (SQEs queued, CQEs waiting) on io_uring; (0, 0) on epoll.
+    pub(crate) fn occupancy(&mut self) -> (usize, usize) {
+        match self {
+            IoDriver::Uring(d) => d.occupancy(),
+            IoDriver::Epoll(_) => (0, 0),
+        }
+    }
+
     pub(crate) fn take_ready(&mut self, wakers: &mut Vec<Waker>, dead: &mut Released) {
         match self {
             IoDriver::Uring(d) => d.take_ready(wakers, dead),

@@ -130,6 +130,12 @@ pub struct WorkerMetrics {
     pub in_flight_ops: Gauge,
     /// Gauge: armed timers, sampled once per loop pass.
     pub timers: Gauge,
+    /// Gauge: SQEs queued in the submission ring and not yet submitted
+    /// (io_uring), sampled once per loop pass.
+    pub sq_pending: Gauge,
+    /// Gauge: CQEs posted in the completion ring and not yet reaped
+    /// (io_uring), sampled once per loop pass.
+    pub cq_ready: Gauge,
 }
 
 /// A point-in-time copy of [`WorkerMetrics`].
@@ -195,6 +201,10 @@ pub struct MetricsSnapshot {
     pub in_flight_ops: u64,
     /// See [`WorkerMetrics::timers`].
     pub timers: u64,
+    /// See [`WorkerMetrics::sq_pending`].
+    pub sq_pending: u64,
+    /// See [`WorkerMetrics::cq_ready`].
+    pub cq_ready: u64,
 }
 
 impl WorkerMetrics {
@@ -231,6 +241,8 @@ impl WorkerMetrics {
             run_queue: self.run_queue.get(),
             in_flight_ops: self.in_flight_ops.get(),
             timers: self.timers.get(),
+            sq_pending: self.sq_pending.get(),
+            cq_ready: self.cq_ready.get(),
         }
     }
 }

@@ -298,8 +298,12 @@ impl Worker {
     fn sample_gauges(&self) {
         let queued = self.local.borrow().len() + self.remote.stealable_len();
         self.metrics.run_queue.set(queued as u64);
-        let in_flight = self.driver.borrow().in_flight();
-        self.metrics.in_flight_ops.set(in_flight as u64);
+        let mut driver = self.driver.borrow_mut();
+        self.metrics.in_flight_ops.set(driver.in_flight() as u64);
+        let (sq, cq) = driver.occupancy();
+        drop(driver);
+        self.metrics.sq_pending.set(sq as u64);
+        self.metrics.cq_ready.set(cq as u64);
         self.metrics.timers.set(self.timers.borrow().len() as u64);
     }
 

@@ -173,6 +173,14 @@ impl Driver {
         self.features
     }
 
+    /// SQEs queued and not yet submitted, and CQEs posted and not yet
+    /// reaped (the rings' occupancy, for the gauges).
+    pub(crate) fn occupancy(&mut self) -> (usize, usize) {
+        let sq = self.ring.submission().len();
+        let cq = self.ring.completion().len();
+        (sq, cq)
+    }
+
     /// Ops whose final completion has not been reaped yet.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight + usize::from(self.unpark_armed)
