@@ -35,7 +35,9 @@ pub use driver::uring::bufring::RecvBuf;
 pub use driver::uring::{RingFeatures, RingSetup};
 pub use driver::Driver;
 pub use net::ops::nop;
-pub use runtime::{Builder, Runtime, RuntimeMetrics, Stall, WakeMode, WorkerInfo};
+pub use runtime::{
+    worker_index, Builder, Handle, Runtime, RuntimeMetrics, Stall, WakeMode, WorkerInfo,
+};
 pub use task::{spawn, spawn_local, yield_now, JoinError, JoinHandle, YieldNow};
 
 /// The result of an owned-buffer operation: the outcome and the buffer.

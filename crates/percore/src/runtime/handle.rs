@@ -130,6 +130,11 @@ impl Runtime {
         crate::blocking::submit(&self.shared.blocking, f).map_err(|(e, _)| e)
     }
 
+    /// A cloneable, `Send` handle to spawn onto this runtime from anywhere.
+    pub fn handle(&self) -> super::Handle {
+        super::Handle::new(self.shared.clone())
+    }
+
     /// A handle to this runtime's metrics that can move into a task or a
     /// thread (to serve them, e.g. as Prometheus text).
     pub fn metrics_handle(&self) -> RuntimeMetrics {

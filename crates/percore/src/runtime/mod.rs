@@ -11,6 +11,7 @@
 mod block_on;
 mod builder;
 pub(crate) mod context;
+mod current;
 pub(crate) mod guard;
 mod handle;
 mod info;
@@ -20,6 +21,7 @@ pub(crate) mod worker;
 
 pub(crate) use block_on::wait;
 pub use builder::{Builder, WakeMode};
+pub use current::{worker_index, Handle};
 pub use handle::{Runtime, RuntimeMetrics};
 pub use info::WorkerInfo;
 pub use stall::Stall;
