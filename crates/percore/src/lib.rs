@@ -40,5 +40,13 @@ pub use runtime::{
 };
 pub use task::{spawn, spawn_local, yield_now, JoinError, JoinHandle, YieldNow};
 
+/// Runs `async fn main` on a percore runtime: `#[percore::main]`, or
+/// `#[percore::main(workers = 2, driver = "epoll")]`. The body runs with
+/// `Runtime::block_on`, so it and its output must be `Send + 'static`.
+pub use percore_macros::main;
+/// An `async fn` test on a percore runtime (1 worker unless
+/// `workers = N`; `driver = "..."` as for `main`).
+pub use percore_macros::test;
+
 /// The result of an owned-buffer operation: the outcome and the buffer.
 pub type BufResult<T, B> = (std::io::Result<T>, B);
