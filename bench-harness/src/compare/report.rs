@@ -140,7 +140,7 @@ pub fn print_tables(results: &Results, layout: &str) {
                 );
             }
             println!(
-                "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}",
+                "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>11} {:>11} {:>7} {:>12}",
                 "server",
                 "msg/s",
                 "p50 µs",
@@ -149,6 +149,9 @@ pub fn print_tables(results: &Results, layout: &str) {
                 "max µs",
                 "usr µs/msg",
                 "sys µs/msg",
+                "win µs/msg",
+                "core µs/msg",
+                "steal%",
                 "peak RSS MiB"
             );
             last = key;
@@ -163,9 +166,12 @@ pub fn print_tables(results: &Results, layout: &str) {
         }
         if !s.enough_valid() {
             println!(
-                "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>12}  \
+                "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10} {:>10} {:>9} {:>11} {:>11} {:>7} {:>12}  \
                  ({}/{} valid: too few valid runs for a figure)",
                 s.server,
+                "–",
+                "–",
+                "–",
                 "–",
                 "–",
                 "–",
@@ -194,7 +200,7 @@ pub fn print_tables(results: &Results, layout: &str) {
             flag += "  (valid runs in 1 invocation only: range over its repetitions)";
         }
         println!(
-            "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10.0} {:>10.2} {:>9.2} {:>12.1}{flag}",
+            "{:<14} {:>26} {:>16} {:>20} {:>22} {:>10.0} {:>10.2} {:>9.2} {:>11} {:>11} {:>7} {:>12.1}{flag}",
             s.server,
             med_range(&s.throughput, 1.0, 0),
             med_range(&s.p50_us, 1.0, 0),
@@ -203,8 +209,25 @@ pub fn print_tables(results: &Results, layout: &str) {
             s.max_us.median,
             s.user_us_per_msg.median,
             s.sys_us_per_msg.median,
+            or_dash(s.window_cpu_ns_per_msg.median / 1e3, 2),
+            or_dash(s.window_core_busy_ns_per_msg.median / 1e3, 2),
+            if s.window_core_busy_ns_per_msg.median > 0.0 {
+                format!("{:.1}", s.window_steal_pct.median)
+            } else {
+                "–".to_string()
+            },
             s.peak_rss_kb.median / 1024.0,
         );
+    }
+}
+
+/// `v` with `digits` decimals, or `–` when it was not measured (a window
+/// figure of a run with messages is never 0; `Stat` of no values is 0).
+fn or_dash(v: f64, digits: usize) -> String {
+    if v.is_finite() && v > 0.0 {
+        format!("{v:.digits$}")
+    } else {
+        "–".to_string()
     }
 }
 
