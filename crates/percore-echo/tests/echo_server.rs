@@ -5,78 +5,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_percore-echo");
+mod common;
 
-/// The driver these tests run the server on (`PERCORE_TEST_DRIVER=epoll`
-/// selects epoll; `scripts/test` runs both).
-fn driver_arg() -> &'static str {
-    match std::env::var("PERCORE_TEST_DRIVER").as_deref() {
-        Ok("epoll") => "epoll",
-        _ => "uring",
-    }
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        Self::start_on(driver_arg(), args, |_| {})
-    }
-
-    fn start_on(driver: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--listen", "127.0.0.1:0", "--driver", driver])
-            .args(args);
-        setup(&mut cmd);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start percore-echo");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr }
-    }
-
-    /// SIGTERM, wait for exit; returns stderr.
-    fn stop(mut self) -> String {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "exit {status:?}; stderr:\n{err}");
-        err
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::*;
 
 /// Kills the test process if it runs too long (a hang must fail, not stall).
 fn watchdog(secs: u64) -> Arc<AtomicBool> {

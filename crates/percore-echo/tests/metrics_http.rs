@@ -10,14 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_percore-echo");
+mod common;
 
-fn driver_arg() -> &'static str {
-    match std::env::var("PERCORE_TEST_DRIVER").as_deref() {
-        Ok("epoll") => "epoll",
-        _ => "uring",
-    }
-}
+use common::*;
 
 /// GET `path`; returns (status line, body).
 fn get(addr: SocketAddr, path: &str) -> (String, String) {

@@ -208,30 +208,10 @@ fn shutdown_cancels_queued_jobs() {
     started.recv().unwrap();
     let queued = rt.spawn_blocking(|| 8);
     rt.shutdown_timeout(Duration::from_millis(100));
-    assert!(block_plain(queued).unwrap_err().is_cancelled());
+    assert!(block_on_thread(queued).unwrap_err().is_cancelled());
     release.send(()).unwrap();
-    assert_eq!(block_plain(running).unwrap(), 7);
+    assert_eq!(block_on_thread(running).unwrap(), 7);
 }
-
-/// Polls `f` to completion on this (non-worker) thread.
-fn block_plain<F: std::future::Future>(f: F) -> F::Output {
-    struct W(std::thread::Thread);
-    impl std::task::Wake for W {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(W(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
-}
-
 /// Panics on drop: user code the pool runs outside the closure.
 struct Bomb;
 
@@ -278,6 +258,6 @@ fn a_panicking_queued_job_does_not_stop_shutdown() {
         rt.shutdown_timeout(Duration::from_secs(1))
     }));
     assert!(dropped.is_ok(), "shutdown panicked");
-    assert!(block_plain(queued).unwrap_err().is_cancelled());
+    assert!(block_on_thread(queued).unwrap_err().is_cancelled());
     drop(release);
 }

@@ -46,7 +46,7 @@ fn a_handle_spawns_from_a_plain_thread_and_from_another_runtime() {
         let h = h.clone();
         std::thread::spawn(move || {
             let j = h.spawn(async { worker_index().is_some() });
-            futures_block(j)
+            block_on_thread(j)
         })
         .join()
         .unwrap()
@@ -62,22 +62,4 @@ fn a_handle_spawns_from_a_plain_thread_and_from_another_runtime() {
             .unwrap(),
         Some(1)
     );
-}
-
-fn futures_block<F: std::future::Future>(f: F) -> F::Output {
-    struct W(std::thread::Thread);
-    impl std::task::Wake for W {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(W(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(std::time::Duration::from_millis(20));
-    }
 }

@@ -159,7 +159,7 @@ fn a_cancelled_future_is_dropped_once_on_its_worker() {
     });
     std::thread::sleep(Duration::from_millis(20));
     h.abort();
-    let e = block_plain(h).unwrap_err();
+    let e = block_on_thread(h).unwrap_err();
     assert!(e.is_cancelled());
     let seen = drops.take();
     assert_eq!(seen.len(), 1);
@@ -172,7 +172,7 @@ fn a_cancelled_future_is_dropped_once_on_its_worker() {
     });
     std::thread::sleep(Duration::from_millis(20));
     rt.shutdown_timeout(Duration::from_secs(5));
-    assert!(block_plain(h).unwrap_err().is_cancelled());
+    assert!(block_on_thread(h).unwrap_err().is_cancelled());
     assert_eq!(drops.take().len(), 1);
 }
 
@@ -253,7 +253,7 @@ fn concurrent_wakes_are_never_lost() {
     wait_until(|| waker_slot.lock().unwrap().is_some());
     let w = waker_slot.lock().unwrap().clone().unwrap();
     w.wake();
-    block_plain(h).unwrap();
+    block_on_thread(h).unwrap();
     assert!(done.load(SeqCst));
 }
 
@@ -264,26 +264,6 @@ fn wait_until(mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
-
-/// Polls `f` to completion on this (non-worker) thread.
-fn block_plain<F: std::future::Future>(f: F) -> F::Output {
-    struct W(std::thread::Thread);
-    impl std::task::Wake for W {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(W(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
-
 /// A task whose drop spawns its own replacement outlives shutdown's round
 /// cap and is leaked; leaking it publishes "cancelled" to its handle, whose
 /// waker here spawns again. Shutdown must still finish (no lock held across

@@ -219,26 +219,8 @@ fn futures_wait<T: Send + 'static>(h: percore::JoinHandle<T>) -> Result<T, perco
     let (tx, rx) = oneshot::channel();
     std::thread::spawn(move || {
         // Poll the handle with a thread waker via a oneshot-like bridge.
-        let r = percore_test_block(h);
+        let r = block_on_thread(h);
         let _ = tx.send(r);
     });
     rx.blocking_recv().unwrap()
-}
-
-fn percore_test_block<F: std::future::Future>(f: F) -> F::Output {
-    struct W(std::thread::Thread);
-    impl std::task::Wake for W {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(W(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }

@@ -81,12 +81,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let here = context::with_worker(|w| {
-            Arc::ptr_eq(&w.shared, &self.shared).then_some(w.remote.index)
-        })
-        .flatten();
-        let index = here.unwrap_or_else(|| self.shared.pick_worker());
-        self.shared.spawn_on(index, future)
+        self.shared.spawn(future)
     }
 
     /// Spawns a task pinned to worker `index`: `make` runs on that worker and
@@ -102,12 +97,7 @@ impl Runtime {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
-        assert!(
-            index < self.shared.remotes.len(),
-            "worker index {index} out of range (runtime has {} workers)",
-            self.shared.remotes.len()
-        );
-        self.shared.spawn_local_on(index, make)
+        self.shared.spawn_local_checked(index, make)
     }
 
     /// Runs `f` on this runtime's blocking pool, from any thread; see

@@ -170,6 +170,39 @@ impl Shared {
         )
     }
 
+    /// `Runtime::spawn` / `Handle::spawn`: onto the calling worker if it
+    /// belongs to this runtime, else round-robin.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let here =
+            super::context::with_worker(|w| Arc::ptr_eq(&w.shared, self).then_some(w.remote.index))
+                .flatten();
+        let index = here.unwrap_or_else(|| self.pick_worker());
+        self.spawn_on(index, future)
+    }
+
+    /// `spawn_local_on` with its index checked.
+    pub(crate) fn spawn_local_checked<M, F>(
+        self: &Arc<Self>,
+        index: usize,
+        make: M,
+    ) -> JoinHandle<F::Output>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        assert!(
+            index < self.remotes.len(),
+            "worker index {index} out of range (runtime has {} workers)",
+            self.remotes.len()
+        );
+        self.spawn_local_on(index, make)
+    }
+
     /// Both spawn paths: the future crosses to the worker before its first
     /// poll. Callers guarantee it is `Send` until then (`Launch` holds only
     /// its `Send` closure before its first poll), and for good if

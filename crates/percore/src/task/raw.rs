@@ -153,12 +153,12 @@ impl Task {
         // User code the poll runs (the future, its `Drop`) may wake or abort
         // this task, which touches only atomics, never `body`; its panics
         // are caught by `Core`. Loom: loom_wake_during_poll_is_never_lost_or_
-        // doubled, loom_owner_and_thief_never_run_a_task_twice.
-        // SAFETY: we are on the home worker (the only caller) and the task
-        // is not over (a task queued while live is only ever ended by its
-        // home worker: `cancel_foreign` runs on closed queues, after the
-        // worker stopped running tasks), so nobody else touches the body;
-        // polls do not nest: a wake while RUNNING only sets NOTIFIED.
+        // doubled, loom_owner_and_thief_never_run_a_task_twice. A task
+        // queued while live is only ever ended by its home worker
+        // (`cancel_foreign` runs on closed queues, after the worker stopped
+        // running tasks), and polls do not nest (a wake while RUNNING only
+        // sets NOTIFIED).
+        // SAFETY: home worker, task not over: nobody else touches the body.
         let body = unsafe { &mut *self.body.get() };
         let over = if self.aborted.load(Acquire) {
             body.cancel();

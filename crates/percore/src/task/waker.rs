@@ -27,12 +27,13 @@ impl<B: Body + 'static> VTableFor<B> {
 /// count changes unless the poll clones it.
 pub(crate) fn borrowed(task: &Arc<Task>) -> ManuallyDrop<Waker> {
     let data = Arc::as_ptr(task).cast::<()>();
-    // SAFETY: `data` points to the live allocation of a `Task<B>` whose
-    // vtable is `task.waker_vtable` (set with it in `Task::new`), so every
-    // function of the vtable receives a pointer of the type it expects. The
-    // caller's `Arc` keeps it alive for the borrow; `ManuallyDrop` keeps
+    // `data` points to the live allocation of a `Task<B>` whose vtable is
+    // `task.waker_vtable` (set with it in `Task::new`), so every vtable
+    // function receives the pointer type it expects. `ManuallyDrop` keeps
     // this waker from releasing a reference it never took.
-    ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data, task.waker_vtable)) })
+    // SAFETY: as above; the caller's `Arc` keeps the record alive.
+    let waker = unsafe { Waker::from_raw(RawWaker::new(data, task.waker_vtable)) };
+    ManuallyDrop::new(waker)
 }
 
 unsafe fn clone<B: Body + 'static>(data: *const ()) -> RawWaker {

@@ -165,3 +165,23 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Polls `f` to completion on this (non-worker) thread, parking between
+/// polls: for handles and futures awaited off any runtime.
+pub fn block_on_thread<F: Future>(f: F) -> F::Output {
+    struct W(std::thread::Thread);
+    impl std::task::Wake for W {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(W(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
