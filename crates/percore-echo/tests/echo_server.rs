@@ -353,20 +353,7 @@ fn worker_cpu(pid: u32) -> Vec<Duration> {
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse().ok())
             .map(Duration::from_nanos);
-        let from_stat = || {
-            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-            // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
-            let rest = &stat[stat.rfind(')').unwrap() + 2..];
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .map(|v| v.parse().unwrap())
-                .collect();
-            // SAFETY: sysconf has no preconditions.
-            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-            Duration::from_nanos((f[0] + f[1]) * 1_000_000_000 / hz)
-        };
+        let from_stat = || stat_cpu(&dir.join("stat").to_string_lossy());
         cpu.push(from_schedstat.unwrap_or_else(from_stat));
     }
     cpu

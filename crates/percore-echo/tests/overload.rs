@@ -187,21 +187,6 @@ fn overload_flags_reject_nonsense_clearly() {
     }
 }
 
-/// The process's CPU time so far (all threads), from /proc/PID/stat.
-fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|v| v.parse().unwrap())
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos((f[0] + f[1]) * 1_000_000_000 / hz)
-}
-
 /// Out of file descriptors (RLIMIT_NOFILE 64, then 100 connections): the
 /// connections it has keep being served, it does not spin while accepts
 /// fail, and once connections close it accepts the waiting ones.
@@ -255,9 +240,9 @@ fn out_of_fds_it_keeps_serving_does_not_spin_and_recovers() {
     // Saturated: accepts fail with EMFILE. Over a second, the server
     // must not burn a core retrying.
     std::thread::sleep(Duration::from_millis(300));
-    let before = process_cpu(pid);
+    let before = stat_cpu(&format!("/proc/{pid}/stat"));
     std::thread::sleep(Duration::from_secs(1));
-    let used = process_cpu(pid) - before;
+    let used = stat_cpu(&format!("/proc/{pid}/stat")) - before;
     eprintln!("CPU while out of fds: {used:?} in 1 s");
     assert!(
         used < Duration::from_millis(300),

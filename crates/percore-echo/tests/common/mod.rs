@@ -83,3 +83,19 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// User + system CPU time in a `/proc/.../stat` file (a process or one
+/// thread): fields 14 and 15, counted after the parenthesised name.
+pub fn stat_cpu(path: &str) -> std::time::Duration {
+    let stat = std::fs::read_to_string(path).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_nanos((f[0] + f[1]) * 1_000_000_000 / hz)
+}
