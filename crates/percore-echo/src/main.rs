@@ -127,7 +127,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     // Before `listening on`: once clients may connect, the fd table can
     // fill up (out of fds, the server must keep serving, not fail here).
-    let signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM])
+    let mut signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM])
         .map_err(|e| format!("cannot create the signalfd for SIGINT/SIGTERM: {e}"))?;
     let metrics_task = match args.metrics_addr {
         None => None,

@@ -1,6 +1,12 @@
-//! Signals as async events: a `signalfd(2)` read through the worker's
-//! driver (an `IORING_OP_READ` on io_uring, readiness and `read(2)` on
-//! epoll), so waiting for a signal costs no thread.
+//! Signals as async events: a `signalfd(2)` waited on through the worker's
+//! driver (a readiness poll on io_uring, epoll readiness on epoll) and then
+//! read with `read(2)`, so waiting for a signal costs no thread, and a
+//! dropped `recv` consumes no signal.
+//!
+//! Each signal is delivered once, to one reader: two `Signals` (or two
+//! libraries) waiting for the same signal share its deliveries. Signals
+//! sent to one thread (`pthread_kill`) are only seen by a read on that
+//! thread.
 //!
 //! **Block the signals first.** A signalfd only sees signals that are
 //! blocked in every thread of the process; an unblocked one runs its
@@ -13,7 +19,7 @@
 //! percore::signal::block(&[libc::SIGINT, libc::SIGTERM])?;
 //! let rt = percore::Runtime::new()?;
 //! let sig = rt.block_on(async {
-//!     let signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM])?;
+//!     let mut signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM])?;
 //!     signals.recv().await
 //! })?;
 //! println!("got signal {sig}; shutting down");
@@ -76,11 +82,14 @@ impl Signals {
         })
     }
 
-    /// Waits for the next of the signals; returns its number.
-    pub async fn recv(&self) -> io::Result<i32> {
+    /// Waits for the next of the signals; returns its number. Cancel-safe:
+    /// dropping the future loses no signal. `&mut self`: one waiter at a
+    /// time.
+    pub async fn recv(&mut self) -> io::Result<i32> {
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         loop {
-            let (res, buf) = crate::net::ops::read(&self.fd, Vec::with_capacity(size)).await;
+            let (res, buf) =
+                crate::net::ops::read_when_ready(&self.fd, Vec::with_capacity(size)).await;
             match res {
                 Ok(n) if n == size => {
                     // SAFETY: the kernel wrote one whole signalfd_siginfo;

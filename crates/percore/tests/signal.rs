@@ -4,6 +4,7 @@
 //! waiting task; two signals queued before anyone waits are both read; an
 //! invalid signal number is refused.
 
+use std::future::Future;
 use std::time::Duration;
 
 use percore::signal::{block, Signals};
@@ -33,7 +34,7 @@ fn main() {
 
     // A signal sent while a task waits.
     let got = rt.block_on(async {
-        let signals = Signals::new(&[libc::SIGUSR1, libc::SIGUSR2]).unwrap();
+        let mut signals = Signals::new(&[libc::SIGUSR1, libc::SIGUSR2]).unwrap();
         let waiter = percore::spawn(async move { signals.recv().await });
         percore::time::sleep(Duration::from_millis(50)).await;
         // SAFETY: kill(2) on our own process.
@@ -53,7 +54,7 @@ fn main() {
         libc::kill(libc::getpid(), libc::SIGUSR2);
     }
     let mut both = rt.block_on(async {
-        let signals = Signals::new(&[libc::SIGUSR1, libc::SIGUSR2]).unwrap();
+        let mut signals = Signals::new(&[libc::SIGUSR1, libc::SIGUSR2]).unwrap();
         let a = signals.recv().await.unwrap();
         let b = signals.recv().await.unwrap();
         vec![a, b]
@@ -61,7 +62,31 @@ fn main() {
     both.sort();
     assert_eq!(both, vec![libc::SIGUSR1, libc::SIGUSR2]);
 
+    // A recv dropped after the signal arrived (it lost a select) consumed
+    // nothing: the next recv gets it.
+    let got = rt.block_on(async {
+        let mut signals = Signals::new(&[libc::SIGUSR1]).unwrap();
+        {
+            let mut first = Box::pin(signals.recv());
+            let pending = {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                first.as_mut().poll(&mut cx).is_pending()
+            };
+            assert!(pending);
+            // SAFETY: kill(2) on our own process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+            percore::time::sleep(Duration::from_millis(20)).await;
+            drop(first);
+        }
+        percore::time::timeout(Duration::from_secs(5), signals.recv()).await
+    });
+    assert_eq!(
+        got.expect("the signal was lost with the dropped recv")
+            .unwrap(),
+        libc::SIGUSR1
+    );
+
     let bad = Signals::new(&[9999]).unwrap_err();
     assert!(bad.to_string().contains("9999"), "{bad}");
-    println!("signal test ({:?}): 3 checks passed", driver());
+    println!("signal test ({:?}): 4 checks passed", driver());
 }

@@ -75,6 +75,18 @@ fn short_polls_are_not_stalls_but_are_timed() {
             .unwrap();
     });
     assert!(seen.lock().unwrap().is_empty());
+    // The worker records a poll's time just after the poll, which may be
+    // after block_on has returned here: let it settle.
+    let counts = || {
+        let m = rt.metrics();
+        let polls: u64 = m.iter().map(|m| m.polls).sum();
+        let timed: u64 = m.iter().map(|m| m.poll_time.count()).sum();
+        (polls, timed)
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while counts().0 != counts().1 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let m = rt.metrics();
     let polls: u64 = m.iter().map(|m| m.polls).sum();
     let timed: u64 = m.iter().map(|m| m.poll_time.count()).sum();
@@ -139,5 +151,47 @@ fn loop_lag_shows_a_task_kept_waiting_by_a_stall() {
         lag.quantile(1.0).unwrap() >= Duration::from_millis(32),
         "{:?}",
         lag.quantile(1.0)
+    );
+}
+
+/// The time the stall report itself takes (a slow hook) is not charged to
+/// the next task: only the blocking task is reported.
+#[test]
+fn a_slow_stall_hook_does_not_make_the_next_task_a_stall() {
+    let _w = watchdog("slow hook", 60);
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let rt = Runtime::builder()
+        .driver(driver())
+        .workers(1)
+        .stall_threshold(Duration::from_millis(15))
+        .on_stall(move |st| {
+            std::thread::sleep(Duration::from_millis(40));
+            s.lock().unwrap().push((
+                st.worker,
+                st.task_id,
+                st.task_name.map(str::to_string),
+                st.duration,
+            ));
+        })
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = percore::task::Builder::new()
+            .name("blocker")
+            .spawn_local(async {
+                std::thread::sleep(Duration::from_millis(30));
+            });
+        let b = percore::task::Builder::new()
+            .name("quick")
+            .spawn_local(async {});
+        a.await.unwrap();
+        b.await.unwrap();
+    });
+    let names: Vec<Option<String>> = seen.lock().unwrap().iter().map(|s| s.2.clone()).collect();
+    assert!(names.contains(&Some("blocker".into())), "{names:?}");
+    assert!(
+        !names.contains(&Some("quick".into())),
+        "the hook's time was charged to the next task: {names:?}"
     );
 }

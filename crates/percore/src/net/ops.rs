@@ -42,11 +42,38 @@ pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usiz
     (res, buf)
 }
 
-/// `read(2)` of a non-socket fd (the signalfd of `signal::Signals`).
-pub(crate) async fn read<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
-    match current() {
-        Driver::Epoll => epoll::ops::read(sock, buf).await,
-        _ => uring::ops::read(sock, buf).await,
+/// `read(2)` of a non-blocking, non-socket fd (the signalfd of
+/// `signal::Signals`) once it is readable. The read itself is always the
+/// caller's own syscall, never an op in flight: a dropped future then
+/// consumes nothing (an io_uring read op would take a signal off the
+/// signalfd and lose it with the dropped future).
+pub(crate) async fn read_when_ready<B: IoBufMut>(
+    sock: &Socket,
+    mut buf: B,
+) -> (io::Result<usize>, B) {
+    if current() == Driver::Epoll {
+        return epoll::ops::read(sock, buf).await;
+    }
+    loop {
+        if let Err(e) = uring::ops::readable(sock).await {
+            return (Err(e), buf);
+        }
+        let len = buf.bytes_total();
+        // SAFETY: the pointer is valid for `bytes_total` bytes of writes
+        // (IoBufMut) and `buf` outlives the call.
+        let n = unsafe { libc::read(sock.raw(), buf.stable_mut_ptr().cast(), len) };
+        if n >= 0 {
+            // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+            unsafe { buf.set_init(n as usize) };
+            return (Ok(n as usize), buf);
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ) {
+            return (Err(e), buf);
+        }
     }
 }
 

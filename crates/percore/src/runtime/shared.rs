@@ -177,11 +177,21 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let here =
-            super::context::with_worker(|w| Arc::ptr_eq(&w.shared, self).then_some(w.remote.index))
-                .flatten();
-        let index = here.unwrap_or_else(|| self.pick_worker());
-        self.spawn_on(index, future)
+        // On one of our workers: the local spawn path (its own queue, the
+        // idle-sibling wake), not a remote push to itself.
+        let mut future = Some(future);
+        let here = super::context::with_worker(|w| {
+            Arc::ptr_eq(&w.shared, self)
+                .then(|| w.spawn_here(future.take().expect("future"), true, None))
+        })
+        .flatten();
+        match here {
+            Some(handle) => handle,
+            None => {
+                let future = future.take().expect("future");
+                self.spawn_on(self.pick_worker(), future)
+            }
+        }
     }
 
     /// `spawn_local_on` with its index checked.

@@ -107,7 +107,8 @@ impl Worker {
         let index = self.remote.index;
         let (task, handle) = Task::new(self.shared.clone(), index, stealable, name, future);
         self.register(&task);
-        self.metrics.spawned.bump();
+        // Shared: other threads add to this counter too (`spawn_on`).
+        self.metrics.spawned.add_shared(1);
         self.push_local(task);
         handle
     }
@@ -156,9 +157,11 @@ impl Worker {
         let mut dead = Dead::default();
         loop {
             self.take_inbox(&mut wakers, &mut dead);
-            self.sample_gauges();
             self.run_tasks();
             self.fire_timers(&mut wakers);
+            // Before the kernel entry: SQEs the tasks queued are still in
+            // the ring, CQEs that arrived meanwhile not yet reaped.
+            self.sample_gauges();
             let shutdown = self.shared.is_shutdown();
             if !shutdown && self.local.borrow().is_empty() && !self.remote.has_work() {
                 // Nothing runnable: one kernel entry submits what the tasks
@@ -278,10 +281,14 @@ impl Worker {
             self.now.set(end);
             let took = end.saturating_duration_since(start);
             self.metrics.poll_time.record(took);
+            start = end;
             if took > self.shared.stall.threshold {
                 self.stalled(&task, took);
+                // The report (a hook, a stderr line) is not the next
+                // task's time.
+                start = Instant::now();
+                self.now.set(start);
             }
-            start = end;
             match ran {
                 RunResult::Idle => {}
                 RunResult::Requeue => {
@@ -419,6 +426,7 @@ impl Worker {
         }
         self.remote.close();
         self.mark_tasks_dropped();
+        self.metrics.live_tasks.set(0);
     }
 
     /// Shutdown, after phase 1: drops the futures of tasks taken in since
@@ -510,5 +518,6 @@ impl Worker {
             while self.remote.pop_task().is_some() {}
         }
         self.remote.detach_ring();
+        self.metrics.live_tasks.set(0);
     }
 }

@@ -167,6 +167,7 @@ pub(crate) fn steal_from(victim: &Remote, me: &Remote, want: usize) -> usize {
                 true
             }
         });
+        victim.metrics.live_tasks.set(theirs.len() as u64);
     }
     let moved = batch.len();
     let mut mine = lock(&me.owned);
@@ -174,6 +175,7 @@ pub(crate) fn steal_from(victim: &Remote, me: &Remote, want: usize) -> usize {
         t.set_home(me.index);
         mine.insert(t.id, t.clone());
     }
+    me.metrics.live_tasks.set(mine.len() as u64);
     drop(mine);
     for t in batch {
         me.push_own(t);

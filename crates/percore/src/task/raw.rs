@@ -301,7 +301,9 @@ impl Task {
 /// The wake time for the loop-lag histogram: on the home worker, the
 /// worker's last clock reading (taken before it runs a batch of wakers or a
 /// poll, so one clock read serves every wake in it); from anywhere else, a
-/// fresh one.
+/// fresh one. A wake made by another task's poll is therefore stamped with
+/// that poll's start: its lag is overstated by up to that poll's length
+/// (the price of not reading the clock on every wake).
 pub(crate) fn enqueue(task: Arc<Task>) {
     let mut task = Some(task);
     context::with_worker(|w| {

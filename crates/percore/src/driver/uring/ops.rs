@@ -132,30 +132,6 @@ pub(crate) async fn recv<B: IoBufMut>(
     (res, buf)
 }
 
-/// `read(2)` of a non-socket fd (a signalfd) at its current position
-/// (`IORING_OP_READ`, offset -1).
-pub(crate) async fn read<B: IoBufMut>(socket: &Socket, buf: B) -> (io::Result<usize>, B) {
-    let fd = socket.raw();
-    let data = BufData {
-        buf,
-        _socket: socket.clone(),
-    };
-    let op = Op::new(data, |d| {
-        let len = u32::try_from(d.buf.bytes_total()).unwrap_or(u32::MAX);
-        opcode::Read::new(types::Fd(fd), d.buf.stable_mut_ptr(), len)
-            .offset(u64::MAX)
-            .build()
-    });
-    let c = op.await;
-    let mut buf = c.data.buf;
-    let res = cqe_result(c.res).map(|n| {
-        // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
-        unsafe { buf.set_init(n as usize) };
-        n as usize
-    });
-    (res, buf)
-}
-
 /// Sends `buf[0..bytes_init]` (possibly only part of it).
 pub(crate) async fn send<B: IoBuf>(socket: &Socket, buf: B) -> (io::Result<usize>, B) {
     let fd = socket.raw();
