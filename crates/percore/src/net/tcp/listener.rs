@@ -138,10 +138,28 @@ impl TcpListener {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
     }
+
+    /// Adopts a listening std socket (switched to non-blocking mode, as all
+    /// percore sockets are).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        Ok(TcpListener {
+            sock: Sock::new(listener.into()),
+            local,
+            multi: MultiAccept::default(),
+        })
+    }
 }
 
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()
+    }
+}
+
+impl std::os::fd::AsFd for TcpListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.owned().as_fd()
     }
 }

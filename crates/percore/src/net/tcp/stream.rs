@@ -172,6 +172,91 @@ impl TcpStream {
         self.write_all_by(buf, true).await
     }
 
+    /// Reads until `buf` is full (`bytes_total` bytes), or fails with
+    /// `UnexpectedEof` if the peer closes first (the bytes read so far are
+    /// in `buf`, its initialised length says how many).
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
+        let total = buf.bytes_total();
+        let mut slice = buf.slice(..total);
+        let mut done = 0;
+        while done < total {
+            let (res, s) = self.read(slice).await;
+            let buf = s.into_inner();
+            match res {
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("connection closed after {done} of {total} bytes"),
+                    );
+                    return (Err(e), buf);
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+            slice = buf.slice(done..total);
+        }
+        (Ok(()), slice.into_inner())
+    }
+
+    /// Sets `SO_KEEPALIVE`.
+    pub fn set_keepalive(&self, on: bool) -> io::Result<()> {
+        SockRef::from(self.sock.owned()).set_keepalive(on)
+    }
+
+    /// Reads `SO_KEEPALIVE`.
+    pub fn keepalive(&self) -> io::Result<bool> {
+        SockRef::from(self.sock.owned()).keepalive()
+    }
+
+    /// Sets `SO_LINGER` (`Some(Duration::ZERO)`: close with a reset).
+    pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        SockRef::from(self.sock.owned()).set_linger(linger)
+    }
+
+    /// Reads `SO_LINGER`.
+    pub fn linger(&self) -> io::Result<Option<std::time::Duration>> {
+        SockRef::from(self.sock.owned()).linger()
+    }
+
+    /// Sets `SO_RCVBUF` (the kernel doubles it and applies its limits).
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        SockRef::from(self.sock.owned()).set_recv_buffer_size(bytes)
+    }
+
+    /// Reads `SO_RCVBUF`.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        SockRef::from(self.sock.owned()).recv_buffer_size()
+    }
+
+    /// Sets `SO_SNDBUF` (the kernel doubles it and applies its limits).
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        SockRef::from(self.sock.owned()).set_send_buffer_size(bytes)
+    }
+
+    /// Reads `SO_SNDBUF`.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        SockRef::from(self.sock.owned()).send_buffer_size()
+    }
+
+    /// Sets `IP_TTL` (IPv4) or `IPV6_UNICAST_HOPS` (IPv6).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let s = SockRef::from(self.sock.owned());
+        match self.local_addr()? {
+            SocketAddr::V4(_) => s.set_ttl_v4(ttl),
+            SocketAddr::V6(_) => s.set_unicast_hops_v6(ttl),
+        }
+    }
+
+    /// Reads the TTL (hop limit on IPv6).
+    pub fn ttl(&self) -> io::Result<u32> {
+        let s = SockRef::from(self.sock.owned());
+        match self.local_addr()? {
+            SocketAddr::V4(_) => s.ttl_v4(),
+            SocketAddr::V6(_) => s.unicast_hops_v6(),
+        }
+    }
+
     /// Shuts down the read, write or both halves (`shutdown(2)`; it does not
     /// block).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -207,5 +292,11 @@ fn sock_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()
+    }
+}
+
+impl std::os::fd::AsFd for TcpStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.owned().as_fd()
     }
 }

@@ -1,0 +1,80 @@
+//! TCP API around the I/O: `TcpListener::from_std`, `read_exact` (full and
+//! cut short by the peer), socket options, `AsFd`. Both drivers.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use common::*;
+use percore::net::{TcpListener, TcpStream};
+
+#[test]
+fn from_std_read_exact_and_socket_options() {
+    let _w = watchdog("tcp api", 60);
+    let rt = runtime(1, 64);
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    rt.block_on(async move {
+        let l = TcpListener::from_std(std_listener).unwrap();
+        assert_eq!(l.local_addr().unwrap(), addr);
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let (s, _) = l.accept().await.unwrap();
+
+        // read_exact waits for all 10 bytes, sent in two parts.
+        c.write_all(b"hello").unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            c.write_all(b"world").unwrap();
+            c
+        });
+        let (r, buf) = s.read_exact(Vec::with_capacity(10)).await;
+        r.unwrap();
+        assert_eq!(&buf[..], b"helloworld");
+        let mut c = writer.join().unwrap();
+
+        // Cut short: 3 of 8 bytes, then the peer closes.
+        c.write_all(b"abc").unwrap();
+        drop(c);
+        let (r, buf) = s.read_exact(Vec::with_capacity(8)).await;
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(&buf[..], b"abc", "the bytes read so far are kept");
+        assert!(e.to_string().contains("3 of 8"), "{e}");
+
+        // Options round-trip.
+        s.set_keepalive(true).unwrap();
+        assert!(s.keepalive().unwrap());
+        s.set_linger(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(s.linger().unwrap(), Some(Duration::from_secs(1)));
+        s.set_ttl(33).unwrap();
+        assert_eq!(s.ttl().unwrap(), 33);
+        s.set_recv_buffer_size(64 * 1024).unwrap();
+        assert!(s.recv_buffer_size().unwrap() >= 64 * 1024);
+        s.set_send_buffer_size(64 * 1024).unwrap();
+        assert!(s.send_buffer_size().unwrap() >= 64 * 1024);
+        // AsFd: usable by other socket libraries.
+        let peer = socket2::SockRef::from(&s.as_fd()).peer_addr().unwrap();
+        assert!(peer.as_socket().is_some());
+        assert!(socket2::SockRef::from(&l.as_fd()).local_addr().is_ok());
+    });
+}
+
+#[test]
+fn ttl_on_ipv6() {
+    let _w = watchdog("tcp v6", 60);
+    let rt = runtime(1, 64);
+    let Ok(std_listener) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    };
+    let addr = std_listener.local_addr().unwrap();
+    rt.block_on(async move {
+        let l = TcpListener::from_std(std_listener).unwrap();
+        let c = TcpStream::connect(addr).await.unwrap();
+        let _s = l.accept().await.unwrap();
+        c.set_ttl(7).unwrap();
+        assert_eq!(c.ttl().unwrap(), 7);
+    });
+}
