@@ -128,16 +128,17 @@ fn idle_timeout_closes_silent_and_slow_clients_but_not_busy_ones() {
 
 #[test]
 fn blocking_every_message_inline_or_offloaded_still_echoes_every_byte() {
+    let mut inline_stalls = 0;
     for offload in [false, true] {
         let mut args = vec![
             "--workers",
             "1",
             "--block-us",
-            "500",
+            "2000",
             "--block-every",
             "2",
             "--stall-ms",
-            "0.3",
+            "1.5",
         ];
         if offload {
             args.push("--offload");
@@ -151,14 +152,21 @@ fn blocking_every_message_inline_or_offloaded_still_echoes_every_byte() {
         let err = server.stop();
         let blocked = counter(&err, "blocking calls");
         assert!(blocked >= 20, "offload {offload}: stderr:\n{err}");
-        // --stall-ms 0.3 under 0.5 ms sleeps: inline, the polls that block
-        // are stalls (and reported); offloaded, none of them is.
+        // --stall-ms 1.5 under 2 ms sleeps: inline, the polls that block
+        // are stalls (and reported); offloaded, none of them is, only
+        // scheduling noise of a loaded machine. (On epoll one poll can echo
+        // several messages when the next one is already there, so there
+        // may be fewer stalls than blocking calls.)
         let stalls = counter(&err, "stalls");
         if offload {
-            assert!(stalls < 5, "offloaded: {stalls} stalls; stderr:\n{err}");
+            assert!(
+                stalls * 2 <= inline_stalls,
+                "offloaded: {stalls} stalls, inline {inline_stalls}; stderr:\n{err}"
+            );
         } else {
-            assert!(stalls >= 20, "inline: {stalls} stalls; stderr:\n{err}");
+            assert!(stalls >= 5, "inline: {stalls} stalls; stderr:\n{err}");
             assert!(err.contains("without yielding"), "stderr:\n{err}");
+            inline_stalls = stalls;
         }
         assert_eq!(
             counter(&err, "offloaded") > 0,
