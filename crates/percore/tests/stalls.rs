@@ -164,9 +164,9 @@ fn a_slow_stall_hook_does_not_make_the_next_task_a_stall() {
     let rt = Runtime::builder()
         .driver(driver())
         .workers(1)
-        .stall_threshold(Duration::from_millis(15))
+        .stall_threshold(Duration::from_millis(25))
         .on_stall(move |st| {
-            std::thread::sleep(Duration::from_millis(40));
+            std::thread::sleep(Duration::from_millis(60));
             s.lock().unwrap().push((
                 st.worker,
                 st.task_id,
