@@ -14,13 +14,19 @@ use percore::Runtime;
 type Seen = Arc<Mutex<Vec<(usize, u64, Option<String>, Duration)>>>;
 
 fn runtime_with_hook(threshold: Duration) -> (Runtime, Seen) {
+    runtime_with_slow_hook(threshold, 2, Duration::ZERO)
+}
+
+/// `workers` workers; the hook records each stall after sleeping `delay`.
+fn runtime_with_slow_hook(threshold: Duration, workers: usize, delay: Duration) -> (Runtime, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let rt = Runtime::builder()
         .driver(driver())
-        .workers(2)
+        .workers(workers)
         .stall_threshold(threshold)
         .on_stall(move |st| {
+            std::thread::sleep(delay);
             s.lock().unwrap().push((
                 st.worker,
                 st.task_id,
@@ -159,23 +165,8 @@ fn loop_lag_shows_a_task_kept_waiting_by_a_stall() {
 #[test]
 fn a_slow_stall_hook_does_not_make_the_next_task_a_stall() {
     let _w = watchdog("slow hook", 60);
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let rt = Runtime::builder()
-        .driver(driver())
-        .workers(1)
-        .stall_threshold(Duration::from_millis(25))
-        .on_stall(move |st| {
-            std::thread::sleep(Duration::from_millis(60));
-            s.lock().unwrap().push((
-                st.worker,
-                st.task_id,
-                st.task_name.map(str::to_string),
-                st.duration,
-            ));
-        })
-        .build()
-        .unwrap();
+    let (rt, seen) =
+        runtime_with_slow_hook(Duration::from_millis(25), 1, Duration::from_millis(60));
     rt.block_on(async {
         let a = percore::task::Builder::new()
             .name("blocker")

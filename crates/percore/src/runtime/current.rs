@@ -72,7 +72,7 @@ impl Handle {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
-        self.shared.spawn_local_checked(index, make)
+        self.shared.spawn_local_on(index, make)
     }
 
     /// Runs `f` on this runtime's blocking pool (see

@@ -97,7 +97,7 @@ impl Runtime {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
-        self.shared.spawn_local_checked(index, make)
+        self.shared.spawn_local_on(index, make)
     }
 
     /// Runs `f` on this runtime's blocking pool, from any thread; see

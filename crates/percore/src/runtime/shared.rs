@@ -150,6 +150,10 @@ impl Shared {
 
     /// Spawns onto worker `index` a task whose future `make()` builds there,
     /// on its first poll; that future never leaves the worker.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not a worker index.
     pub(crate) fn spawn_local_on<M, F>(
         self: &Arc<Self>,
         index: usize,
@@ -160,6 +164,11 @@ impl Shared {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
+        assert!(
+            index < self.remotes.len(),
+            "worker index {index} out of range (runtime has {} workers)",
+            self.remotes.len()
+        );
         self.spawn_boxed(
             index,
             false,
@@ -192,25 +201,6 @@ impl Shared {
                 self.spawn_on(self.pick_worker(), future)
             }
         }
-    }
-
-    /// `spawn_local_on` with its index checked.
-    pub(crate) fn spawn_local_checked<M, F>(
-        self: &Arc<Self>,
-        index: usize,
-        make: M,
-    ) -> JoinHandle<F::Output>
-    where
-        M: FnOnce() -> F + Send + 'static,
-        F: Future + 'static,
-        F::Output: Send + 'static,
-    {
-        assert!(
-            index < self.remotes.len(),
-            "worker index {index} out of range (runtime has {} workers)",
-            self.remotes.len()
-        );
-        self.spawn_local_on(index, make)
     }
 
     /// Both spawn paths: the future crosses to the worker before its first
