@@ -1,13 +1,23 @@
-//! Networking: TCP sockets whose I/O goes through the worker's ring.
+//! Networking: TCP, UDP and Unix-domain sockets whose I/O goes through the
+//! worker's ring (or its epoll reactor).
 //!
-//! - `ops` — accept, connect, recv, send, nop, dispatched to the driver.
+//! - `ops` — accept, connect, recv, send, datagrams, nop, dispatched to the
+//!   driver.
 //! - `socket` — an owned non-blocking socket and its epoll registration.
-//! - `sockaddr` — `SocketAddr` ⇄ `sockaddr_storage`.
+//! - `sockaddr` — `SocketAddr` and Unix addresses ⇄ `sockaddr_storage`.
+//! - `stream_io` — read-exactly and write-all loops shared by the streams.
 //! - `tcp` — `TcpListener`, `TcpStream`.
+//! - `udp` — `UdpSocket`.
+//! - `unix` — `UnixListener`, `UnixStream`, `UnixDatagram`.
 
 pub(crate) mod ops;
 pub(crate) mod sockaddr;
 pub(crate) mod socket;
+mod stream_io;
 mod tcp;
+mod udp;
+pub mod unix;
 
 pub use tcp::{ListenOptions, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};

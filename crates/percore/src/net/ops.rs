@@ -42,6 +42,16 @@ pub(crate) async fn recv<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usiz
     (res, buf)
 }
 
+/// Receives one datagram on a connected datagram socket. Unlike a stream
+/// read, a short datagram says nothing about what is still queued, so the
+/// socket's `drained` hint is neither read nor set.
+pub(crate) async fn recv_datagram<B: IoBufMut>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {
+    match current() {
+        Driver::Epoll => epoll::ops::recv(sock, buf).await,
+        _ => uring::ops::recv(sock, buf, false).await,
+    }
+}
+
 /// `read(2)` of a non-blocking, non-socket fd (the signalfd of
 /// `signal::Signals`) once it is readable. The read itself is always the
 /// caller's own syscall, never an op in flight: a dropped future then
@@ -81,6 +91,29 @@ pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>,
     match current() {
         Driver::Epoll => epoll::ops::send(sock, buf).await,
         _ => uring::ops::send(sock, buf).await,
+    }
+}
+
+/// Sends one datagram to `addr`.
+pub(crate) async fn send_to<B: IoBuf>(
+    sock: &Socket,
+    buf: B,
+    addr: Box<RawAddr>,
+) -> (io::Result<usize>, B) {
+    match current() {
+        Driver::Epoll => epoll::ops::send_to(sock, buf, &addr).await,
+        _ => uring::msg::send_to(sock, buf, addr).await,
+    }
+}
+
+/// Receives one datagram and its sender's address.
+pub(crate) async fn recv_from<B: IoBufMut>(
+    sock: &Socket,
+    buf: B,
+) -> (io::Result<(usize, Box<RawAddr>)>, B) {
+    match current() {
+        Driver::Epoll => epoll::ops::recv_from(sock, buf).await,
+        _ => uring::msg::recv_from(sock, buf).await,
     }
 }
 

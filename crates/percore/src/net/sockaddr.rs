@@ -3,6 +3,19 @@
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::unix::net::SocketAddr as UnixAddr;
+use std::sync::OnceLock;
+
+/// std has no constructor for the unnamed address (an unbound socket's),
+/// so take one from a socket that has it, once.
+fn unnamed_unix_addr() -> io::Result<UnixAddr> {
+    static UNNAMED: OnceLock<UnixAddr> = OnceLock::new();
+    if let Some(a) = UNNAMED.get() {
+        return Ok(a.clone());
+    }
+    let a = std::os::unix::net::UnixDatagram::unbound()?.local_addr()?;
+    Ok(UNNAMED.get_or_init(|| a).clone())
+}
 
 /// A kernel socket address, boxed so its address is stable while an op that
 /// points at it is in flight.
@@ -65,6 +78,75 @@ impl RawAddr {
         raw
     }
 
+    /// An `AF_UNIX` address: a filesystem path, or (Linux) an abstract name,
+    /// taken from a std address.
+    pub(crate) fn from_unix(addr: &UnixAddr) -> io::Result<Box<RawAddr>> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        let (bytes, is_abstract) = match (addr.as_pathname(), addr.as_abstract_name()) {
+            (Some(p), _) => (p.as_os_str().as_bytes(), false),
+            (None, Some(name)) => (name, true),
+            (None, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an unnamed Unix socket address cannot be bound or connected to",
+                ))
+            }
+        };
+        let mut raw = RawAddr::empty();
+        // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_un.
+        let sun = unsafe {
+            &mut *(&mut raw.storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_un>()
+        };
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let start = usize::from(is_abstract);
+        // std checked the length when it made the address.
+        for (i, b) in bytes.iter().enumerate() {
+            sun.sun_path[start + i] = *b as libc::c_char;
+        }
+        let path_offset = mem::offset_of!(libc::sockaddr_un, sun_path);
+        // A pathname carries its terminating NUL; an abstract name is exact.
+        let len = path_offset + start + bytes.len() + usize::from(!is_abstract);
+        raw.len = len as libc::socklen_t;
+        Ok(raw)
+    }
+
+    /// The `AF_UNIX` address the kernel wrote (recvfrom, accept).
+    pub(crate) fn to_unix(&self) -> io::Result<UnixAddr> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        // An unbound sender's datagram carries no address at all.
+        if (self.len as usize) < mem::size_of::<libc::sa_family_t>() {
+            return unnamed_unix_addr();
+        }
+        if self.storage.ss_family as libc::c_int != libc::AF_UNIX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "expected a Unix socket address, got family {}",
+                    self.storage.ss_family
+                ),
+            ));
+        }
+        // SAFETY: the family says the storage holds a sockaddr_un.
+        let sun = unsafe {
+            &*(&self.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_un>()
+        };
+        let path_offset = mem::offset_of!(libc::sockaddr_un, sun_path);
+        let n = (self.len as usize)
+            .saturating_sub(path_offset)
+            .min(sun.sun_path.len());
+        let path: Vec<u8> = sun.sun_path[..n].iter().map(|c| *c as u8).collect();
+        match path.first() {
+            None => unnamed_unix_addr(),
+            Some(0) => UnixAddr::from_abstract_name(&path[1..]),
+            Some(_) => {
+                let end = path.iter().position(|b| *b == 0).unwrap_or(path.len());
+                UnixAddr::from_pathname(std::ffi::OsStr::from_bytes(&path[..end]))
+            }
+        }
+    }
+
     pub(crate) fn ptr(&self) -> *const libc::sockaddr {
         (&self.storage as *const libc::sockaddr_storage).cast()
     }
@@ -110,5 +192,19 @@ mod tests {
             let a: SocketAddr = a.parse().unwrap();
             assert_eq!(RawAddr::from_std(a).to_std().unwrap(), a);
         }
+    }
+
+    #[test]
+    fn round_trips_unix_paths_and_abstract_names() {
+        use std::os::linux::net::SocketAddrExt;
+        let p = UnixAddr::from_pathname("/tmp/percore.sock").unwrap();
+        let back = RawAddr::from_unix(&p).unwrap().to_unix().unwrap();
+        assert_eq!(back.as_pathname(), p.as_pathname());
+        let a = UnixAddr::from_abstract_name(b"percore\0name").unwrap();
+        let back = RawAddr::from_unix(&a).unwrap().to_unix().unwrap();
+        assert_eq!(back.as_abstract_name(), Some(&b"percore\0name"[..]));
+        let unnamed = unnamed_unix_addr().unwrap();
+        assert!(unnamed.is_unnamed());
+        assert!(RawAddr::from_unix(&unnamed).is_err());
     }
 }

@@ -83,6 +83,21 @@ impl Socket {
         (old != 0 && old != t && old_worker != worker).then_some((old_worker, old))
     }
 
+    /// Gives the socket's fd to the caller as a new descriptor of the same
+    /// socket (`dup`), taking it out of the driver: an epoll registration
+    /// made on the current worker is removed from the epoll set here (one
+    /// on another worker is forgotten there by mail). The original number
+    /// closes when the last in-flight op that names it ends, as for a drop.
+    pub(crate) fn into_owned(self) -> std::io::Result<OwnedFd> {
+        let fd = self.0.fd.try_clone()?;
+        let token = self.0.token.swap(0, Relaxed);
+        let worker = self.0.registered_on.swap(0, Relaxed);
+        if token != 0 {
+            forget_registration(self.raw(), token, worker, true);
+        }
+        Ok(fd)
+    }
+
     pub(crate) fn drained(&self) -> bool {
         self.0.drained.load(Relaxed)
     }
@@ -101,26 +116,37 @@ impl Drop for Inner {
         if token == 0 {
             return;
         }
-        // Forget the registration: here directly, on another worker by mail
-        // (closing the fd takes it out of the kernel's epoll sets; this
-        // clears the worker's own table and the wakers it holds).
-        let fd = self.fd.as_raw_fd();
-        let worker = self.registered_on.load(Relaxed);
-        let done_here = context::with_worker(|w| {
-            if w.id != worker {
-                return false;
-            }
-            let wakers = match w.driver.try_borrow_mut() {
-                Ok(mut d) => d.epoll().map(|d| d.deregister(fd, token, false)),
-                Err(_) => None,
-            };
-            drop(wakers);
-            true
-        });
-        if done_here != Some(true) {
-            if let Some(owner) = registry::find(worker) {
-                owner.post(Mail::Deregister { fd, token });
-            }
+        // Forget the registration (closing the fd takes it out of the
+        // kernel's epoll sets; this clears the worker's own table and the
+        // wakers it holds).
+        forget_registration(
+            self.fd.as_raw_fd(),
+            token,
+            self.registered_on.load(Relaxed),
+            false,
+        );
+    }
+}
+
+/// Forgets epoll registration `token` of `fd` on worker `worker`: here
+/// directly when that is the current worker, else by mail (which also takes
+/// the fd out of that worker's epoll set). `remove_from_set`: when done
+/// here, take it out of the set too (the fd stays open).
+fn forget_registration(fd: RawFd, token: u64, worker: u64, remove_from_set: bool) {
+    let done_here = context::with_worker(|w| {
+        if w.id != worker {
+            return false;
+        }
+        let wakers = match w.driver.try_borrow_mut() {
+            Ok(mut d) => d.epoll().map(|d| d.deregister(fd, token, remove_from_set)),
+            Err(_) => None,
+        };
+        drop(wakers);
+        true
+    });
+    if done_here != Some(true) {
+        if let Some(owner) = registry::find(worker) {
+            owner.post(Mail::Deregister { fd, token });
         }
     }
 }

@@ -75,6 +75,40 @@ pub async fn tcp_pair() -> (TcpStream, TcpStream) {
     (c, accept.await.unwrap())
 }
 
+/// A connected pair of UDP sockets on loopback.
+pub async fn udp_pair() -> (percore::net::UdpSocket, percore::net::UdpSocket) {
+    let a = percore::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let b = percore::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    a.connect(b.local_addr().unwrap()).await.unwrap();
+    b.connect(a.local_addr().unwrap()).await.unwrap();
+    (a, b)
+}
+
+/// A fresh, empty directory under the system's temp dir for one test's
+/// socket and data files; removed when the guard drops.
+pub struct TempDir(pub std::path::PathBuf);
+
+pub fn temp_dir(name: &str) -> TempDir {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, SeqCst);
+    let dir = std::env::temp_dir().join(format!("percore-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    TempDir(dir)
+}
+
+impl TempDir {
+    pub fn join(&self, p: &str) -> std::path::PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Counts creations and drops of [`CountedBuf`]s.
 #[derive(Default, Debug)]
 pub struct Counts {

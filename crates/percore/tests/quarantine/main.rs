@@ -90,9 +90,11 @@ fn no_kernel_write_reaches_freed_memory() {
 async fn session(seed: u64, rounds: usize) {
     let mut rng = Rng::new(seed);
     let (mut a, mut b) = tcp_pair().await;
+    let (ua, ub) = udp_pair().await;
+    let (da, db) = percore::net::UnixDatagram::pair().unwrap();
     for _ in 0..rounds {
         let size = 1 + rng.below(64 * 1024) as usize;
-        match rng.below(8) {
+        match rng.below(10) {
             // A read dropped while in the kernel, no data.
             0 => {
                 let mut r = Box::pin(a.read(Vec::with_capacity(size)));
@@ -161,6 +163,42 @@ async fn session(seed: u64, rounds: usize) {
                 h.abort();
                 let _ = h.await;
                 dropped();
+            }
+            // A datagram receive (recvmsg on io_uring: its header and
+            // address live in the op's resources) dropped while a datagram
+            // is on its way.
+            8 => {
+                let mut r = Box::pin(ua.recv_from(Vec::with_capacity(size)));
+                if poll_once(&mut r).await.is_pending() {
+                    percore::nop().await.unwrap();
+                    let n = rng.below(2048) as usize;
+                    let _ = ub.send(vec![0x7E; n]).await;
+                    for _ in 0..rng.below(3) {
+                        percore::nop().await.unwrap();
+                    }
+                    drop(r);
+                    dropped();
+                }
+                // What the dropped receive did not take stays queued;
+                // drain it so the next round starts empty.
+                while let Ok((Ok(_), _)) =
+                    timeout(Duration::from_micros(50), ua.recv(Vec::with_capacity(2048))).await
+                {
+                }
+            }
+            // The same on a Unix datagram pair, with a send that may be
+            // cut short by a timeout.
+            9 => {
+                let mut r = Box::pin(da.recv(Vec::with_capacity(size)));
+                if poll_once(&mut r).await.is_pending() {
+                    let _ = timeout(Duration::from_micros(100), db.send(vec![0x6B; 256])).await;
+                    drop(r);
+                    dropped();
+                }
+                while let Ok((Ok(_), _)) =
+                    timeout(Duration::from_micros(50), da.recv(Vec::with_capacity(2048))).await
+                {
+                }
             }
             // Drain whatever dropped reads left unread.
             _ => loop {

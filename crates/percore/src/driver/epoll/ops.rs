@@ -233,3 +233,64 @@ pub(crate) async fn send<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>,
     .await;
     (res, buf)
 }
+
+/// Sends `buf[0..bytes_init]` as one datagram to `addr`.
+pub(crate) async fn send_to<B: IoBuf>(
+    sock: &Socket,
+    buf: B,
+    addr: &RawAddr,
+) -> (io::Result<usize>, B) {
+    let b = &buf;
+    let res = retry(sock, Interest::Write, || {
+        // SAFETY: the buffer pointer is valid for `bytes_init` bytes of
+        // reads (IoBuf), `addr` for `addr.len` bytes; both outlive the call.
+        cvt(unsafe {
+            libc::sendto(
+                sock.raw(),
+                b.stable_ptr().cast(),
+                b.bytes_init(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                addr.ptr(),
+                addr.len,
+            )
+        })
+    })
+    .await;
+    (res, buf)
+}
+
+/// Receives one datagram into `buf[0..bytes_total]` and its sender.
+pub(crate) async fn recv_from<B: IoBufMut>(
+    sock: &Socket,
+    mut buf: B,
+) -> (io::Result<(usize, Box<RawAddr>)>, B) {
+    let mut addr = RawAddr::empty();
+    let b = &mut buf;
+    let a = &mut addr;
+    let res = retry(sock, Interest::Read, || {
+        let len = b.bytes_total();
+        a.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the buffer pointer is valid for `bytes_total` bytes of
+        // writes (IoBufMut); storage and len point into `addr`; all outlive
+        // the call.
+        cvt(unsafe {
+            libc::recvfrom(
+                sock.raw(),
+                b.stable_mut_ptr().cast(),
+                len,
+                libc::MSG_DONTWAIT,
+                (&mut a.storage as *mut libc::sockaddr_storage).cast(),
+                &mut a.len,
+            )
+        })
+    })
+    .await;
+    match res {
+        Ok(n) => {
+            // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+            unsafe { buf.set_init(n) };
+            (Ok((n, addr)), buf)
+        }
+        Err(e) => (Err(e), buf),
+    }
+}

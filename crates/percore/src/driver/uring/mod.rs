@@ -5,6 +5,7 @@ pub(crate) mod accept;
 pub(crate) mod bufring;
 mod driver;
 pub(crate) mod forward;
+pub(crate) mod msg;
 pub(crate) mod multishot;
 pub(crate) mod ops;
 pub(crate) mod recv;

@@ -152,6 +152,18 @@ impl TcpListener {
     }
 }
 
+impl TcpListener {
+    /// Gives the listener back as a blocking std listener (a new
+    /// descriptor of the same socket; see [`TcpStream::into_std`]).
+    /// Connections a multishot accept had queued and not handed out are
+    /// closed, as when the listener is dropped.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        let l = std::net::TcpListener::from(self.sock.clone().into_owned()?);
+        l.set_nonblocking(false)?;
+        Ok(l)
+    }
+}
+
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()

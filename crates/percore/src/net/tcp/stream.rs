@@ -10,9 +10,9 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::driver::buf::{IoBuf, IoBufMut};
 use crate::driver::uring::bufring::RecvBuf;
 use crate::driver::uring::recv::MultiRecv;
-use crate::net::ops;
 use crate::net::sockaddr::RawAddr;
 use crate::net::socket::Socket as Sock;
+use crate::net::{ops, stream_io};
 use crate::BufResult;
 
 /// A connected TCP socket.
@@ -65,6 +65,19 @@ impl TcpStream {
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
         Ok(TcpStream::from_owned_fd(stream.into()))
+    }
+
+    /// Gives the connection back as a blocking std stream: a new
+    /// descriptor of the same socket (`dup`), taken out of the driver.
+    /// Bytes a [`recv_pooled`](Self::recv_pooled) had queued and not handed
+    /// out are lost, and an operation cancelled on io_uring whose
+    /// cancellation had not landed yet may still send or receive on the
+    /// socket; call it on a stream with no I/O outstanding. Fails only if
+    /// the process is out of fds.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        let s = std::net::TcpStream::from(self.sock.clone().into_owned()?);
+        s.set_nonblocking(false)?;
+        Ok(s)
     }
 
     /// Reads up to `buf.bytes_total()` bytes into the start of `buf`.
@@ -127,33 +140,11 @@ impl TcpStream {
 
     /// `write_all` through `write` or, with `zc`, `write_zc`.
     async fn write_all_by<B: IoBuf>(&self, buf: B, zc: bool) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut slice = buf.slice(..total);
-        let mut done = 0;
-        while done < total {
-            let (res, s) = if zc {
-                self.write_zc(slice).await
-            } else {
-                self.write(slice).await
-            };
-            slice = s;
-            match res {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "connection accepted no more bytes",
-                    );
-                    return (Err(e), slice.into_inner());
-                }
-                Ok(n) => {
-                    done += n;
-                    slice = slice.into_inner().slice(done..total);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), slice.into_inner()),
-            }
+        if zc {
+            stream_io::write_all(buf, |s| self.write_zc(s)).await
+        } else {
+            stream_io::write_all(buf, |s| self.write(s)).await
         }
-        (Ok(()), slice.into_inner())
     }
 
     /// Like [`write`](Self::write), but the kernel sends from `buf`'s
@@ -176,27 +167,7 @@ impl TcpStream {
     /// `UnexpectedEof` if the peer closes first (the bytes read so far are
     /// in `buf`, its initialised length says how many).
     pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_total();
-        let mut slice = buf.slice(..total);
-        let mut done = 0;
-        while done < total {
-            let (res, s) = self.read(slice).await;
-            let buf = s.into_inner();
-            match res {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("connection closed after {done} of {total} bytes"),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-            slice = buf.slice(done..total);
-        }
-        (Ok(()), slice.into_inner())
+        stream_io::read_exact(buf, |s| self.read(s)).await
     }
 
     /// Sets `SO_KEEPALIVE`.
@@ -292,6 +263,15 @@ fn sock_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()
+    }
+}
+
+/// As [`TcpStream::into_std`]; panics if the process is out of fds.
+impl std::os::fd::IntoRawFd for TcpStream {
+    fn into_raw_fd(self) -> RawFd {
+        self.into_std()
+            .expect("TcpStream::into_raw_fd: dup of the socket failed")
+            .into_raw_fd()
     }
 }
 
