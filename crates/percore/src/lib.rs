@@ -14,12 +14,13 @@
 //! ```
 //!
 //! Layout: `runtime/` (builder, workers, shutdown), `task/` (task record,
-//! join handles), `blocking/` (the bounded pool for `spawn_blocking`), `sched/` (cross-thread queues, park/unpark), `driver/`
+//! join handles), `fs/` (files), `blocking/` (the bounded pool for `spawn_blocking`), `sched/` (cross-thread queues, park/unpark), `driver/`
 //! (op lifecycle, buffers, io_uring), `net/`, `time/`, `sync/`, `metrics/`.
 //! `docs/architecture.md` walks through them.
 
 mod blocking;
 mod driver;
+pub mod fs;
 pub mod metrics;
 pub mod net;
 mod runtime;

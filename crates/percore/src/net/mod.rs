@@ -13,7 +13,7 @@
 pub(crate) mod ops;
 pub(crate) mod sockaddr;
 pub(crate) mod socket;
-mod stream_io;
+pub(crate) mod stream_io;
 mod tcp;
 mod udp;
 pub mod unix;

@@ -11,7 +11,7 @@ use crate::net::sockaddr::RawAddr;
 use crate::net::socket::Socket;
 use crate::runtime::context;
 
-fn current() -> Driver {
+pub(crate) fn current() -> Driver {
     context::with_worker(|w| w.driver.borrow().kind())
         .expect("percore I/O must run on a percore worker: use Runtime::block_on or spawn a task")
 }

@@ -1,5 +1,7 @@
-//! The loops every byte stream (TCP, Unix) shares on top of its single
-//! `read` and `write`: read exactly, write all.
+//! The loops every byte stream (TCP, Unix) and file shares on top of its
+//! single `read` and `write`: read exactly, write all. The closures get
+//! the window still to do; its `begin()` is the count done so far (a
+//! file's offset adds it).
 
 use std::future::Future;
 use std::io;
@@ -8,7 +10,7 @@ use crate::driver::buf::{IoBuf, IoBufMut, Slice};
 use crate::BufResult;
 
 /// Writes all of `buf`'s initialized bytes with repeated `write`s.
-pub(crate) async fn write_all<B, F, Fut>(buf: B, mut write: F) -> BufResult<(), B>
+pub(crate) async fn write_all<B, F, Fut>(buf: B, what: &str, mut write: F) -> BufResult<(), B>
 where
     B: IoBuf,
     F: FnMut(Slice<B>) -> Fut,
@@ -24,7 +26,7 @@ where
             Ok(0) => {
                 let e = io::Error::new(
                     io::ErrorKind::WriteZero,
-                    "connection accepted no more bytes",
+                    format!("{what} accepted no more bytes after {done} of {total}"),
                 );
                 return (Err(e), slice.into_inner());
             }
@@ -41,7 +43,7 @@ where
 
 /// Reads until `buf` is full (`bytes_total` bytes), or fails with
 /// `UnexpectedEof` if the peer closes first.
-pub(crate) async fn read_exact<B, F, Fut>(buf: B, mut read: F) -> BufResult<(), B>
+pub(crate) async fn read_exact<B, F, Fut>(buf: B, what: &str, mut read: F) -> BufResult<(), B>
 where
     B: IoBufMut,
     F: FnMut(Slice<B>) -> Fut,
@@ -57,7 +59,7 @@ where
             Ok(0) => {
                 let e = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("connection closed after {done} of {total} bytes"),
+                    format!("{what} ended after {done} of {total} bytes"),
                 );
                 return (Err(e), buf);
             }

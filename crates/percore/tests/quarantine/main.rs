@@ -92,9 +92,18 @@ async fn session(seed: u64, rounds: usize) {
     let (mut a, mut b) = tcp_pair().await;
     let (ua, ub) = udp_pair().await;
     let (da, db) = percore::net::UnixDatagram::pair().unwrap();
+    let dir = temp_dir("quarantine");
+    let file = percore::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(dir.join("f"))
+        .await
+        .unwrap();
+    file.write_all_at(vec![0x11; 64 * 1024], 0).await.0.unwrap();
     for _ in 0..rounds {
         let size = 1 + rng.below(64 * 1024) as usize;
-        match rng.below(10) {
+        match rng.below(11) {
             // A read dropped while in the kernel, no data.
             0 => {
                 let mut r = Box::pin(a.read(Vec::with_capacity(size)));
@@ -198,6 +207,24 @@ async fn session(seed: u64, rounds: usize) {
                 while let Ok((Ok(_), _)) =
                     timeout(Duration::from_micros(50), da.recv(Vec::with_capacity(2048))).await
                 {
+                }
+            }
+            // A file read or write dropped after its first poll (in the
+            // ring on io_uring; on the blocking pool on epoll).
+            10 => {
+                let pos = rng.below(64 * 1024);
+                if rng.below(2) == 0 {
+                    let mut r = Box::pin(file.read_at(Vec::with_capacity(size), pos));
+                    if poll_once(&mut r).await.is_pending() {
+                        drop(r);
+                        dropped();
+                    }
+                } else {
+                    let mut w = Box::pin(file.write_at(vec![0x11; size], pos));
+                    if poll_once(&mut w).await.is_pending() {
+                        drop(w);
+                        dropped();
+                    }
                 }
             }
             // Drain whatever dropped reads left unread.

@@ -4,6 +4,7 @@
 pub(crate) mod accept;
 pub(crate) mod bufring;
 mod driver;
+pub(crate) mod file;
 pub(crate) mod forward;
 pub(crate) mod msg;
 pub(crate) mod multishot;

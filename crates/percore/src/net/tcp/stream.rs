@@ -141,9 +141,9 @@ impl TcpStream {
     /// `write_all` through `write` or, with `zc`, `write_zc`.
     async fn write_all_by<B: IoBuf>(&self, buf: B, zc: bool) -> BufResult<(), B> {
         if zc {
-            stream_io::write_all(buf, |s| self.write_zc(s)).await
+            stream_io::write_all(buf, "connection", |s| self.write_zc(s)).await
         } else {
-            stream_io::write_all(buf, |s| self.write(s)).await
+            stream_io::write_all(buf, "connection", |s| self.write(s)).await
         }
     }
 
@@ -167,7 +167,7 @@ impl TcpStream {
     /// `UnexpectedEof` if the peer closes first (the bytes read so far are
     /// in `buf`, its initialised length says how many).
     pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
-        stream_io::read_exact(buf, |s| self.read(s)).await
+        stream_io::read_exact(buf, "connection", |s| self.read(s)).await
     }
 
     /// Sets `SO_KEEPALIVE`.

@@ -89,7 +89,7 @@ impl UnixStream {
 
     /// Reads until `buf` is full, or fails with `UnexpectedEof`.
     pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
-        stream_io::read_exact(buf, |s| self.read(s)).await
+        stream_io::read_exact(buf, "connection", |s| self.read(s)).await
     }
 
     /// Writes some of `buf`'s initialized bytes; returns how many.
@@ -99,7 +99,7 @@ impl UnixStream {
 
     /// Writes all of `buf`'s initialized bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        stream_io::write_all(buf, |s| self.write(s)).await
+        stream_io::write_all(buf, "connection", |s| self.write(s)).await
     }
 
     /// Shuts down the read, write or both halves.
