@@ -42,10 +42,15 @@ fn a_stream_over_a_path_echoes_and_knows_its_peer() {
         let c = UnixStream::connect(&path).await.unwrap();
         assert_eq!(c.peer_addr().unwrap().as_pathname(), Some(path.as_path()));
         let msg: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
-        let (res, _) = c.write_all(msg.clone()).await;
-        res.unwrap();
+        // Write and read at once: the echo could fill both socket buffers.
+        let c = std::sync::Arc::new(c);
+        let writer = {
+            let (c, msg) = (c.clone(), msg.clone());
+            percore::spawn(async move { c.write_all(msg).await.0 })
+        };
         let (res, back) = c.read_exact(vec![0u8; msg.len()]).await;
         res.unwrap();
+        writer.await.unwrap().unwrap();
         assert_eq!(back, msg);
         c.shutdown(std::net::Shutdown::Write).unwrap();
         server.await.unwrap();

@@ -105,8 +105,11 @@ impl RawAddr {
             sun.sun_path[start + i] = *b as libc::c_char;
         }
         let path_offset = mem::offset_of!(libc::sockaddr_un, sun_path);
-        // A pathname carries its terminating NUL; an abstract name is exact.
-        let len = path_offset + start + bytes.len() + usize::from(!is_abstract);
+        // A pathname carries its terminating NUL, except one that fills
+        // sun_path (108 bytes, as the kernel reports for such a socket); an
+        // abstract name is exact.
+        let len = (path_offset + start + bytes.len() + usize::from(!is_abstract))
+            .min(mem::size_of::<libc::sockaddr_un>());
         raw.len = len as libc::socklen_t;
         Ok(raw)
     }

@@ -93,7 +93,7 @@ impl Socket {
         let token = self.0.token.swap(0, Relaxed);
         let worker = self.0.registered_on.swap(0, Relaxed);
         if token != 0 {
-            forget_registration(self.raw(), token, worker, true);
+            forget_registration(self.raw(), token, worker, Some(&self));
         }
         Ok(fd)
     }
@@ -117,36 +117,46 @@ impl Drop for Inner {
             return;
         }
         // Forget the registration (closing the fd takes it out of the
-        // kernel's epoll sets; this clears the worker's own table and the
-        // wakers it holds).
+        // kernel's epoll sets unless `into_owned` made a second descriptor,
+        // and then the token is 0 here; this clears the worker's own table
+        // and the wakers it holds).
         forget_registration(
             self.fd.as_raw_fd(),
             token,
             self.registered_on.load(Relaxed),
-            false,
+            None,
         );
     }
 }
 
 /// Forgets epoll registration `token` of `fd` on worker `worker`: here
-/// directly when that is the current worker, else by mail (which also takes
-/// the fd out of that worker's epoll set). `remove_from_set`: when done
-/// here, take it out of the set too (the fd stays open).
-fn forget_registration(fd: RawFd, token: u64, worker: u64, remove_from_set: bool) {
+/// directly when that is the current worker and its driver is free, else by
+/// mail. `stays_open`: the socket lives on (it leaves the runtime), so the
+/// fd must also leave the epoll set, and a mailed request keeps the socket
+/// open until the owner has done that (see `Mail::Deregister`); `None`:
+/// the socket is closing, which takes it out of the set.
+fn forget_registration(fd: RawFd, token: u64, worker: u64, stays_open: Option<&Socket>) {
     let done_here = context::with_worker(|w| {
         if w.id != worker {
             return false;
         }
-        let wakers = match w.driver.try_borrow_mut() {
-            Ok(mut d) => d.epoll().map(|d| d.deregister(fd, token, remove_from_set)),
-            Err(_) => None,
+        let Ok(mut d) = w.driver.try_borrow_mut() else {
+            return false;
         };
+        let wakers = d
+            .epoll()
+            .map(|d| d.deregister(fd, token, stays_open.is_some()));
+        drop(d);
         drop(wakers);
         true
     });
     if done_here != Some(true) {
         if let Some(owner) = registry::find(worker) {
-            owner.post(Mail::Deregister { fd, token });
+            owner.post(Mail::Deregister {
+                fd,
+                token,
+                keep: stays_open.cloned(),
+            });
         }
     }
 }

@@ -233,12 +233,15 @@ impl Worker {
                     // A waker's drop is user code: not under the borrow.
                     run_user_code("the drop of a timer's waker", move || drop(waker));
                 }
-                Mail::Deregister { fd, token } => {
+                Mail::Deregister { fd, token, keep } => {
                     let wakers = match self.driver.borrow_mut().epoll() {
                         Some(ep) => ep.deregister(fd, token, true),
                         None => Vec::new(),
                     };
                     run_user_code("the drop of a waker", move || drop(wakers));
+                    // Closes the fd if this was the last holder (after the
+                    // DEL above, which needed it open).
+                    drop(keep);
                 }
             }
         }

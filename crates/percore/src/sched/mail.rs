@@ -50,7 +50,14 @@ pub(crate) enum Mail {
     CancelMultishot { slot: u32, cell: Arc<Multishot> },
     /// Remove timer `(deadline, id)`: its `Sleep` now waits elsewhere.
     CancelTimer { deadline: Instant, id: u64 },
-    /// Forget epoll registration `token` of `fd`: the socket is now
-    /// registered with another worker.
-    Deregister { fd: RawFd, token: u64 },
+    /// Forget epoll registration `token` of `fd` and take `fd` out of the
+    /// epoll set: the socket is now registered with another worker, or left
+    /// the runtime (`into_std`). `keep` holds the socket open until then,
+    /// so the number still names it when `EPOLL_CTL_DEL` runs (None when
+    /// the socket is being closed, which removes it from the set itself).
+    Deregister {
+        fd: RawFd,
+        token: u64,
+        keep: Option<crate::net::socket::Socket>,
+    },
 }

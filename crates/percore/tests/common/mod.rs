@@ -84,6 +84,28 @@ pub async fn udp_pair() -> (percore::net::UdpSocket, percore::net::UdpSocket) {
     (a, b)
 }
 
+/// Whether any epoll instance of this process watches the file with inode
+/// `ino` (read from `/proc/self/fdinfo` of every eventpoll fd).
+pub fn in_any_epoll_set(ino: u64) -> bool {
+    let needle = format!("ino:{ino:x} ");
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map(|l| l.to_string_lossy().contains("eventpoll"))
+                .unwrap_or(false)
+        })
+        .filter_map(|e| {
+            std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .ok()
+        })
+        .any(|info| info.contains(&needle))
+}
+
 /// A fresh, empty directory under the system's temp dir for one test's
 /// socket and data files; removed when the guard drops.
 pub struct TempDir(pub std::path::PathBuf);

@@ -195,8 +195,8 @@ async fn session(seed: u64, rounds: usize) {
                 {
                 }
             }
-            // The same on a Unix datagram pair, with a send that may be
-            // cut short by a timeout.
+            // A plain receive (IORING_OP_RECV) on a Unix datagram pair
+            // dropped with a send on its way that may be cut short.
             9 => {
                 let mut r = Box::pin(da.recv(Vec::with_capacity(size)));
                 if poll_once(&mut r).await.is_pending() {

@@ -84,7 +84,11 @@ async fn retry<T>(
         // edges there nor holds this task's wakers.
         if let Some((worker, token)) = moved {
             if let Some(old) = registry::find(worker) {
-                old.post(Mail::Deregister { fd, token });
+                old.post(Mail::Deregister {
+                    fd,
+                    token,
+                    keep: Some(sock.clone()),
+                });
             }
         }
         match attempt() {

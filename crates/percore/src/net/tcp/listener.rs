@@ -164,6 +164,15 @@ impl TcpListener {
     }
 }
 
+/// As [`TcpListener::into_std`]; panics if the process is out of fds.
+impl std::os::fd::IntoRawFd for TcpListener {
+    fn into_raw_fd(self) -> RawFd {
+        self.into_std()
+            .expect("TcpListener::into_raw_fd: dup of the socket failed")
+            .into_raw_fd()
+    }
+}
+
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()

@@ -72,8 +72,11 @@ impl TcpStream {
     /// Bytes a [`recv_pooled`](Self::recv_pooled) had queued and not handed
     /// out are lost, and an operation cancelled on io_uring whose
     /// cancellation had not landed yet may still send or receive on the
-    /// socket; call it on a stream with no I/O outstanding. Fails only if
-    /// the process is out of fds.
+    /// socket; call it on a stream with no I/O outstanding. The new fd has
+    /// a different number from [`as_raw_fd`](AsRawFd::as_raw_fd)'s, and
+    /// the old number stays open until such a cancelled op ends (so the
+    /// connection is not closed before then). Fails only if the process is
+    /// out of fds, and then the stream is closed.
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
         let s = std::net::TcpStream::from(self.sock.clone().into_owned()?);
         s.set_nonblocking(false)?;

@@ -81,18 +81,30 @@ impl UnixDatagram {
 
     /// Sets the default peer to the socket at `path` (completes at once).
     pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        let addr = super::path_addr(path.as_ref())?;
-        let raw = RawAddr::from_unix(&addr)?;
+        self.connect_addr(&super::path_addr(path.as_ref())?)
+    }
+
+    /// Sets the default peer to `addr`: a path or an abstract name.
+    pub fn connect_addr(&self, addr: &SocketAddr) -> io::Result<()> {
+        let raw = RawAddr::from_unix(addr)?;
         // SAFETY: `raw` holds a valid sockaddr_un of `raw.len` bytes.
         let r = unsafe { libc::connect(self.sock.raw(), raw.ptr(), raw.len) };
         if r < 0 {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
                 e.kind(),
-                format!("connect to Unix socket {}: {e}", super::describe(&addr)),
+                format!("connect to Unix socket {}: {e}", super::describe(addr)),
             ));
         }
         Ok(())
+    }
+
+    /// Gives the socket back as a blocking std socket (a new descriptor of
+    /// the same socket; see [`TcpStream::into_std`](crate::net::TcpStream::into_std)).
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
+        let s = std::os::unix::net::UnixDatagram::from(self.sock.clone().into_owned()?);
+        s.set_nonblocking(false)?;
+        Ok(s)
     }
 
     /// Sends `buf`'s initialized bytes as one datagram to the connected peer.
@@ -142,6 +154,15 @@ impl UnixDatagram {
 impl AsRawFd for UnixDatagram {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()
+    }
+}
+
+/// As [`UnixDatagram::into_std`]; panics if the process is out of fds.
+impl std::os::fd::IntoRawFd for UnixDatagram {
+    fn into_raw_fd(self) -> RawFd {
+        self.into_std()
+            .expect("UnixDatagram::into_raw_fd: dup of the socket failed")
+            .into_raw_fd()
     }
 }
 

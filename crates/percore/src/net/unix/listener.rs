@@ -109,6 +109,15 @@ impl UnixListener {
     }
 }
 
+/// As [`UnixListener::into_std`]; panics if the process is out of fds.
+impl std::os::fd::IntoRawFd for UnixListener {
+    fn into_raw_fd(self) -> RawFd {
+        self.into_std()
+            .expect("UnixListener::into_raw_fd: dup of the socket failed")
+            .into_raw_fd()
+    }
+}
+
 impl AsRawFd for UnixListener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.raw()
