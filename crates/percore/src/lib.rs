@@ -21,6 +21,7 @@
 mod blocking;
 mod driver;
 pub mod fs;
+pub mod io;
 pub mod metrics;
 pub mod net;
 mod runtime;

@@ -235,6 +235,53 @@ unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
     }
 }
 
+// SAFETY: a `Bytes` never stores its bytes inline: it points at a heap
+// allocation (shared by its clones, freed after the last) or at 'static
+// data, so moving it moves no byte; its contents never change.
+#[cfg(feature = "bytes")]
+unsafe impl IoBuf for bytes::Bytes {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: a `BytesMut` keeps its bytes in a heap allocation that does not
+// move when it moves, and is only reallocated through `&mut BytesMut`,
+// which the runtime holds while in flight.
+#[cfg(feature = "bytes")]
+unsafe impl IoBuf for bytes::BytesMut {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}
+
+// SAFETY: same allocation as `stable_ptr`, capacity bytes writable.
+#[cfg(feature = "bytes")]
+unsafe impl IoBufMut for bytes::BytesMut {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        if self.len() < pos {
+            // SAFETY: the caller guarantees the first `pos` bytes are
+            // initialized, and pos <= capacity by the IoBuf contract.
+            unsafe { self.set_len(pos) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
