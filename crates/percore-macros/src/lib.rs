@@ -3,9 +3,10 @@
 //!
 //! Arguments (both optional): `workers = N` (default: the usable cores for
 //! `main`, 1 for `test`) and `driver = "auto" | "io_uring" | "epoll"`
-//! (default `auto`). The body runs with `Runtime::block_on`, so it and its
-//! output must be `Send + 'static` (return `Result<(), Box<dyn Error +
-//! Send + Sync>>` rather than `Box<dyn Error>`).
+//! (default `auto`). The body runs with `Runtime::block_on_local`: it is
+//! built and run on worker 0, so it may hold `!Send` values across awaits,
+//! but its output must be `Send` (return `Result<(), Box<dyn Error + Send +
+//! Sync>>` rather than `Box<dyn Error>`).
 
 use proc_macro::TokenStream;
 use quote::quote;
@@ -115,7 +116,7 @@ fn expand(attr: TokenStream, item: TokenStream, test: bool) -> TokenStream {
         let rt = builder
             .build()
             .expect("percore: could not start the runtime");
-        rt.block_on(async move #body)
+        rt.block_on_local(move || async move #body)
     });
     *f.block = new_body;
     let test_attr = if test {

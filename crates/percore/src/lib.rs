@@ -43,8 +43,9 @@ pub use runtime::{
 pub use task::{spawn, spawn_local, yield_now, JoinError, JoinHandle, YieldNow};
 
 /// Runs `async fn main` on a percore runtime: `#[percore::main]`, or
-/// `#[percore::main(workers = 2, driver = "epoll")]`. The body runs with
-/// `Runtime::block_on`, so it and its output must be `Send + 'static`.
+/// `#[percore::main(workers = 2, driver = "epoll")]`. The body is built
+/// and run on worker 0 (`Runtime::block_on_local`): it may hold `!Send`
+/// values, and its output must be `Send`.
 pub use percore_macros::main;
 /// An `async fn` test on a percore runtime (1 worker unless
 /// `workers = N`; `driver = "..."` as for `main`).

@@ -74,6 +74,55 @@ impl Runtime {
         }
     }
 
+    /// Like [`block_on`](Self::block_on) for a future that is not `Send`:
+    /// `make` is sent to worker 0 and builds the future there, where it
+    /// then runs to completion (as a `spawn_local` task), so it may hold
+    /// `Rc`s, `RefCell` borrows and other `!Send` state across awaits.
+    ///
+    /// Why worker 0 and not the calling thread: percore's I/O, timers and
+    /// wakeups belong to a worker's ring and loop; the caller's thread has
+    /// neither, so a future polled there could not do I/O. Only the output
+    /// crosses back, so it must be `Send`.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// let rt = percore::Runtime::builder().workers(1).build()?;
+    /// let n = rt.block_on_local(|| async {
+    ///     let shared = Rc::new(std::cell::Cell::new(1));
+    ///     percore::task::yield_now().await;
+    ///     shared.set(shared.get() + 1);
+    ///     shared.get()
+    /// });
+    /// assert_eq!(n, 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As for `block_on`.
+    pub fn block_on_local<M, F>(&self, make: M) -> F::Output
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        assert!(
+            context::with_worker(|_| ()).is_none(),
+            "Runtime::block_on_local called from a percore worker: await the future instead"
+        );
+        let handle = self.shared.spawn_local_on(0, make);
+        match wait(handle) {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
+            Err(e) => match self.shared.failure() {
+                Some(cause) => {
+                    panic!("Runtime::block_on_local: {e}: the runtime stopped ({cause})")
+                }
+                None => panic!("Runtime::block_on_local: {e} (the runtime shut down)"),
+            },
+        }
+    }
+
     /// Spawns a `Send` task from any thread (round-robin over workers; on a
     /// worker of this runtime, onto that worker).
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
