@@ -8,6 +8,8 @@
 //! but its output must be `Send` (return `Result<(), Box<dyn Error + Send +
 //! Sync>>` rather than `Box<dyn Error>`).
 
+#![deny(missing_docs)]
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::parse::Parser;

@@ -15,13 +15,18 @@
 //! building any runtime or starting any thread, so that every thread
 //! inherits the mask:
 //!
-//! ```no_run
-//! percore::signal::block(&[libc::SIGINT, libc::SIGTERM])?;
+//! ```
+//! percore::signal::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])?;
 //! let rt = percore::Runtime::new()?;
 //! let sig = rt.block_on(async {
-//!     let mut signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM])?;
+//!     let mut signals = percore::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])?;
+//!     // Here the process signals itself; a service waits for Ctrl-C or
+//!     // its supervisor's SIGTERM.
+//!     // SAFETY: kill(2) of this process with a blocked signal.
+//!     unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
 //!     signals.recv().await
 //! })?;
+//! assert_eq!(sig, libc::SIGUSR1);
 //! println!("got signal {sig}; shutting down");
 //! # Ok::<(), std::io::Error>(())
 //! ```
