@@ -78,3 +78,53 @@ fn ttl_on_ipv6() {
         assert_eq!(c.ttl().unwrap(), 7);
     });
 }
+
+#[test]
+fn connect_takes_names_tuples_and_lists_and_tries_each_address() {
+    use percore::net::{TcpListener, TcpStream, UdpSocket};
+    let _w = watchdog("to_socket_addrs", 60);
+    runtime(1, 64).block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepts = percore::spawn(async move {
+            for _ in 0..4 {
+                l.accept().await.unwrap();
+            }
+        });
+        // A name (resolved on the blocking pool; "localhost" may list ::1
+        // first, where nothing listens: the next address is tried).
+        TcpStream::connect(format!("localhost:{port}"))
+            .await
+            .unwrap();
+        TcpStream::connect(("localhost", port)).await.unwrap();
+        TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // A list whose first address refuses.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap();
+        drop(closed);
+        let good: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        TcpStream::connect(&[refused, good][..]).await.unwrap();
+        accepts.await.unwrap();
+        // Refused everywhere: the error names the address.
+        let e = TcpStream::connect(refused).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(e.to_string().contains(&refused.to_string()), "{e}");
+        // Not an address and not host:port: a clear error, no lookup hang.
+        let e = TcpStream::connect("no port here").await.unwrap_err();
+        assert!(e.to_string().contains("no port here"), "{e}");
+        let e = TcpStream::connect(&[][..]).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        // UDP: connect and send_to by name or tuple.
+        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let bport = b.local_addr().unwrap().port();
+        a.send_to(&b"t"[..], ("127.0.0.1", bport)).await.0.unwrap();
+        a.connect(format!("127.0.0.1:{bport}")).await.unwrap();
+        a.send(&b"c"[..]).await.0.unwrap();
+        for want in [b"t", b"c"] {
+            let (res, buf) = b.recv(Vec::with_capacity(4)).await;
+            res.unwrap();
+            assert_eq!(&buf, want);
+        }
+    });
+}

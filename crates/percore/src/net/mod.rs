@@ -1,6 +1,8 @@
 //! Networking: TCP, UDP and Unix-domain sockets whose I/O goes through the
 //! worker's ring (or its epoll reactor).
 //!
+//! - `addr` — `ToSocketAddrs`: literals in place, names on the blocking
+//!   pool.
 //! - `ops` — accept, connect, recv, send, datagrams, nop, dispatched to the
 //!   driver.
 //! - `socket` — an owned non-blocking socket and its epoll registration.
@@ -10,6 +12,7 @@
 //! - `udp` — `UdpSocket`.
 //! - `unix` — `UnixListener`, `UnixStream`, `UnixDatagram`.
 
+pub(crate) mod addr;
 pub(crate) mod ops;
 pub(crate) mod sockaddr;
 pub(crate) mod socket;
@@ -18,6 +21,7 @@ mod tcp;
 mod udp;
 pub mod unix;
 
+pub use addr::ToSocketAddrs;
 pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

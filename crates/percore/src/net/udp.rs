@@ -86,8 +86,11 @@ impl UdpSocket {
     }
 
     /// Sets the default peer: `send` goes there and `recv` takes only its
-    /// datagrams. UDP has no handshake, so this completes at once.
-    pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+    /// datagrams. UDP has no handshake, so this completes at once (after a
+    /// host-name lookup on the blocking pool, if `addr` is a name; the
+    /// first address is used).
+    pub async fn connect(&self, addr: impl crate::net::ToSocketAddrs) -> io::Result<()> {
+        let addr = crate::net::addr::resolve(&addr).await?[0];
         SockRef::from(self.sock.owned())
             .connect(&addr.into())
             .map_err(|e| io::Error::new(e.kind(), format!("connect UDP to {addr}: {e}")))
@@ -106,8 +109,22 @@ impl UdpSocket {
         ops::recv_datagram(&self.sock, buf).await
     }
 
-    /// Sends `buf`'s initialized bytes as one datagram to `target`.
-    pub async fn send_to<B: IoBuf>(&self, buf: B, target: SocketAddr) -> BufResult<usize, B> {
+    /// Sends `buf`'s initialized bytes as one datagram to `target` (a
+    /// host name is resolved on the blocking pool first; the first address
+    /// is used).
+    pub async fn send_to<B: IoBuf>(
+        &self,
+        buf: B,
+        target: impl crate::net::ToSocketAddrs,
+    ) -> BufResult<usize, B> {
+        // The common case, an address: no lookup, no allocation.
+        let target = match crate::net::addr::literal(&target) {
+            Some(a) => a,
+            None => match crate::net::addr::resolve(&target).await {
+                Ok(v) => v[0],
+                Err(e) => return (Err(e), buf),
+            },
+        };
         ops::send_to(&self.sock, buf, RawAddr::from_std(target)).await
     }
 

@@ -44,8 +44,22 @@ impl TcpStream {
         }
     }
 
-    /// Opens a connection to `addr`.
-    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    /// Opens a connection to `addr`: a `SocketAddr`, `"host:port"`,
+    /// `(host, port)` or a slice of addresses ([`ToSocketAddrs`](crate::net::ToSocketAddrs)).
+    /// A host name is resolved on the blocking pool; each address is tried
+    /// in turn and the last error is returned if none accepts.
+    pub async fn connect(addr: impl crate::net::ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in crate::net::addr::resolve(&addr).await? {
+            match Self::connect_one(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("resolve returns at least one address"))
+    }
+
+    async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
         let socket = Socket::new(
             Domain::for_address(addr),
             Type::STREAM.nonblocking().cloexec(),
