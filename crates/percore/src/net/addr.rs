@@ -123,6 +123,9 @@ impl<T: sealed::Sealed + ?Sized> sealed::Sealed for &T {
 }
 impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {}
 
+/// A `getaddrinfo` call to run on the blocking pool.
+type LookupJob = Box<dyn FnOnce() -> io::Result<Vec<SocketAddr>> + Send>;
+
 /// The one address `addr` names if no lookup is needed.
 pub(crate) fn literal(addr: &(impl ToSocketAddrs + ?Sized)) -> Option<SocketAddr> {
     sealed::Sealed::literal(addr)
@@ -133,10 +136,7 @@ pub(crate) async fn resolve(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<
     if let Some(a) = sealed::Sealed::literal(addr) {
         return Ok(vec![a]);
     }
-    let (what, job): (
-        String,
-        Box<dyn FnOnce() -> io::Result<Vec<SocketAddr>> + Send>,
-    ) = match sealed::Sealed::lookup(addr) {
+    let (what, job): (String, LookupJob) = match sealed::Sealed::lookup(addr) {
         Lookup::Ready(v) => return non_empty(v, "an empty address list"),
         Lookup::Name(s) => (
             s.clone(),
