@@ -117,6 +117,17 @@ pub(crate) async fn recv_from<B: IoBufMut>(
     }
 }
 
+/// Sends several buffers' bytes in order with one syscall or op.
+pub(crate) async fn send_vectored<B: IoBuf>(
+    sock: &Socket,
+    bufs: Vec<B>,
+) -> (io::Result<usize>, Vec<B>) {
+    match current() {
+        Driver::Epoll => epoll::ops::send_vectored(sock, bufs).await,
+        _ => uring::msg::send_vectored(sock, bufs).await,
+    }
+}
+
 /// A zero-copy send where the worker's ring has it (Linux 6.0+), else a
 /// plain send.
 pub(crate) async fn send_zc<B: IoBuf>(sock: &Socket, buf: B) -> (io::Result<usize>, B) {

@@ -149,8 +149,18 @@ async fn session(seed: u64, rounds: usize) {
             // A large write dropped in flight (its peer is not reading);
             // the pair is replaced, since its stream is now clogged.
             4 => {
-                {
+                if rng.below(2) == 0 {
                     let mut w = Box::pin(b.write_all(vec![0x3C; 512 * 1024]));
+                    if poll_once(&mut w).await.is_pending() {
+                        percore::nop().await.unwrap();
+                        drop(w);
+                        dropped();
+                    }
+                } else {
+                    // A gather write (sendmsg: its iovec array and header
+                    // live in the op's resources) dropped in flight.
+                    let parts = vec![vec![0x3C; 256 * 1024], vec![0x3D; 256 * 1024]];
+                    let mut w = Box::pin(b.write_vectored(parts));
                     if poll_once(&mut w).await.is_pending() {
                         percore::nop().await.unwrap();
                         drop(w);

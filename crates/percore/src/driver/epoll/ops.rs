@@ -298,3 +298,22 @@ pub(crate) async fn recv_from<B: IoBufMut>(
         Err(e) => (Err(e), buf),
     }
 }
+
+/// Sends the initialized bytes of `bufs`, in order, with one `sendmsg`.
+pub(crate) async fn send_vectored<B: IoBuf>(
+    sock: &Socket,
+    bufs: Vec<B>,
+) -> (io::Result<usize>, Vec<B>) {
+    let iovs = crate::driver::uring::msg::IoVecs::of(&bufs);
+    let res = retry(sock, Interest::Write, || {
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iovs.as_slice().as_ptr().cast_mut();
+        msg.msg_iovlen = iovs.as_slice().len();
+        // SAFETY: the iovecs point at the initialized bytes of `bufs`,
+        // which outlive the call; msg points at the iovecs.
+        cvt(unsafe { libc::sendmsg(sock.raw(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) })
+    })
+    .await;
+    (res, bufs)
+}

@@ -114,3 +114,71 @@ pub(crate) async fn recv_from<B: IoBufMut>(
         Err(e) => (Err(e), buf),
     }
 }
+
+/// The `iovec`s of a vectored send: pointers into the op's own buffers.
+pub(crate) struct IoVecs(Vec<libc::iovec>);
+
+// SAFETY: as for `Header`: the pointers point only into buffers owned by the
+// same op's resources, which move with it and are not shared.
+unsafe impl Send for IoVecs {}
+
+// SAFETY: an `IoVecs` has no interior mutability; a shared reference only
+// reads the pointer values (the epoll driver holds one across an await,
+// passing them to `sendmsg`), never the memory they point at.
+unsafe impl Sync for IoVecs {}
+
+impl IoVecs {
+    /// One `iovec` per buffer's initialized bytes, at most `IOV_MAX` of them.
+    pub(crate) fn of<B: IoBuf>(bufs: &[B]) -> IoVecs {
+        const IOV_MAX: usize = 1024;
+        IoVecs(
+            bufs.iter()
+                .take(IOV_MAX)
+                .map(|b| libc::iovec {
+                    iov_base: b.stable_ptr().cast_mut().cast(),
+                    iov_len: b.bytes_init(),
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn as_slice(&self) -> &[libc::iovec] {
+        &self.0
+    }
+}
+
+/// What a vectored send points at until its final CQE.
+pub(crate) struct VecData<B> {
+    bufs: Vec<B>,
+    iovs: IoVecs,
+    hdr: Box<Header>,
+    _socket: Socket,
+}
+
+impl<B: 'static> OpData for VecData<B> {}
+
+/// Sends the initialized bytes of `bufs`, in order, with one `sendmsg`
+/// (possibly only some of them); returns how many bytes went.
+pub(crate) async fn send_vectored<B: IoBuf>(
+    socket: &Socket,
+    bufs: Vec<B>,
+) -> (io::Result<usize>, Vec<B>) {
+    let fd = socket.raw();
+    let iovs = IoVecs::of(&bufs);
+    let data = VecData {
+        bufs,
+        iovs,
+        hdr: Header::new(),
+        _socket: socket.clone(),
+    };
+    let op = Op::new(data, |d| {
+        // The iovec array lives in its own heap allocation, never resized.
+        d.hdr.msg.msg_iov = d.iovs.0.as_mut_ptr();
+        d.hdr.msg.msg_iovlen = d.iovs.0.len();
+        opcode::SendMsg::new(types::Fd(fd), &d.hdr.msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+    });
+    let c = op.await;
+    (cqe_result(c.res).map(|n| n as usize), c.data.bufs)
+}

@@ -150,6 +150,14 @@ impl TcpStream {
         ops::send(&self.sock, buf).await
     }
 
+    /// Writes the initialized bytes of `bufs`, in order, with one
+    /// `sendmsg` (a gather write: a header and a body without copying them
+    /// together); returns how many bytes went, which may be fewer than all
+    /// (at most 1,024 buffers are sent per call). The buffers come back.
+    pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        ops::send_vectored(&self.sock, bufs).await
+    }
+
     /// Writes all of `buf`'s initialized bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
         self.write_all_by(buf, false).await
