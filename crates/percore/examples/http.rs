@@ -116,11 +116,17 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 }
 
 /// Binds one listener per worker on `addr`; the first fixes the port when
-/// `addr` has port 0.
+/// `addr` has port 0. A port another process listens on is an error, even
+/// if that process also set `SO_REUSEPORT` (it would otherwise silently get
+/// half of our connections): a plain bind is tried first.
 fn listeners(
     addr: SocketAddr,
     n: usize,
 ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    if addr.port() != 0 {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    }
     let first = reuseport_listener(addr)?;
     let bound = first.local_addr()?;
     let mut all = vec![first];
@@ -206,6 +212,8 @@ fn run_percore(args: &Args, workers: usize) -> Result<(), String> {
             }
         }));
     }
+    // Only the workers hold senders now: if one stops, recv() sees it.
+    drop(ready_tx);
     for _ in 0..workers {
         ready
             .recv()
@@ -231,6 +239,10 @@ fn run_tokio_per_core(args: &Args, workers: usize) -> Result<(), String> {
         std::thread::Builder::new()
             .name(format!("tokio-core-{i}"))
             .spawn(move || {
+                // Pinned like percore's workers, for the same shape.
+                if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.get(i).copied()) {
+                    core_affinity::set_for_current(core);
+                }
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -240,8 +252,13 @@ fn run_tokio_per_core(args: &Args, workers: usize) -> Result<(), String> {
                     let listener =
                         tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
                     loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            continue;
+                        let stream = match listener.accept().await {
+                            Ok((s, _)) => s,
+                            Err(e) => {
+                                eprintln!("http: accept: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                                continue;
+                            }
                         };
                         let _ = stream.set_nodelay(true);
                         tokio::task::spawn_local(async move {
@@ -273,8 +290,13 @@ fn run_tokio_mt(args: &Args, workers: usize) -> Result<(), String> {
     rt.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    eprintln!("http: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {

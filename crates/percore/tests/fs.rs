@@ -50,6 +50,11 @@ fn positional_writes_and_reads_round_trip_and_stop_at_the_end() {
         let (res, buf) = f.read_exact_at(vec![0u8; 3], 1).await;
         res.unwrap();
         assert_eq!(buf, b"123");
+        // io_uring would read u64::MAX as "the current position": refused.
+        for pos in [u64::MAX, i64::MAX as u64 + 1] {
+            let (res, _) = f.read_at(Vec::with_capacity(4), pos).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::InvalidInput);
+        }
     });
 }
 
@@ -233,11 +238,15 @@ fn dropped_file_reads_and_writes_leave_the_file_usable() {
             // A zero timeout drops the op after its first poll: in flight
             // on io_uring, queued or running on the pool on epoll.
             let _ = timeout(Duration::ZERO, f.read_at(vec![0u8; 1 << 16], 0)).await;
-            let _ = timeout(Duration::ZERO, f.write_at(vec![3u8; 512], i * 64)).await;
+            let _ = timeout(Duration::ZERO, f.write_at(vec![4u8; 512], i * 64)).await;
         }
+        // After the dropped ops the file still works, and a write made now
+        // is what stays: a dropped write still queued must not land later.
+        f.write_all_at(vec![5u8; 1 << 16], 0).await.0.unwrap();
+        percore::time::sleep(Duration::from_millis(50)).await;
         let (res, buf) = f.read_exact_at(vec![0u8; 1 << 16], 0).await;
         res.unwrap();
-        assert!(buf.iter().all(|&b| b == 3));
+        assert!(buf.iter().all(|&b| b == 5));
     });
 }
 

@@ -77,6 +77,10 @@ impl Server {
 
     /// SIGTERM, and the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         for _ in 0..100 {
@@ -87,6 +91,15 @@ impl Server {
         }
         let _ = self.child.kill();
         panic!("the http example did not exit within 5 s of SIGTERM");
+    }
+}
+
+/// A test that fails before `stop` still ends the server (killing an
+/// exited child is a harmless error).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -117,19 +130,25 @@ fn curl_gets_hello_world_with_keep_alive_and_404() {
         "{out}"
     );
     assert!(out.ends_with("\r\n\r\nHello, world!"), "{out}");
-    // Three requests on one connection (curl reuses it and says so).
-    let out = Command::new("curl")
-        .args(["-sv", "--max-time", "10", &url, &url, &url])
-        .output()
-        .unwrap();
+    // Three requests on one connection: curl reports one new connection
+    // for the first transfer and none for the next two.
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{num_connects} ",
+        &url,
+        &url,
+        &url,
+    ]);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "Hello, world!".repeat(3)
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        log.contains("Re-using existing connection") || log.contains("Reusing existing"),
-        "curl did not reuse the connection:\n{log}"
+        out.trim(),
+        "1 0 0",
+        "keep-alive: connections opened per request"
     );
     let code = curl(&[
         "-o",
@@ -182,7 +201,7 @@ fn wrk_load_run_ends_without_errors() {
                 .map(|(n, _)| n.parse().unwrap())
         })
         .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
-    assert!(requests > 1000, "only {requests} requests in 3 s:\n{text}");
+    assert!(requests > 100, "only {requests} requests in 3 s:\n{text}");
     assert!(s.stop().success());
 }
 
@@ -202,6 +221,29 @@ fn bad_flags_get_a_clear_error() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+    // Taken by a process that also set SO_REUSEPORT: still refused, rather
+    // than silently sharing the port's connections with it.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(16).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap().to_string();
+    let out = Command::new(example_bin())
+        .args(["--listen", &addr, "--workers", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "joined another process's SO_REUSEPORT group"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.contains("in use"), "{err}");
 }

@@ -24,9 +24,14 @@ fn tokio_io_traits_move_large_data_both_ways_and_see_eof() {
         let expect = data.clone();
         let writer = percore::spawn(async move {
             b.write_all(&data).await.unwrap();
-            b.write_all(b"\nlast line\n").await.unwrap();
+            // A gather write keeps the parts' order.
+            let parts = [
+                std::io::IoSlice::new(b"\nlast "),
+                std::io::IoSlice::new(b"line\n"),
+            ];
+            let sent = b.write_vectored(&parts).await.unwrap();
+            assert_eq!(sent, 11, "both parts fit the write buffer in one call");
             b.shutdown().await.unwrap();
-            b
         });
         let mut got = vec![0u8; expect.len()];
         a.read_exact(&mut got).await.unwrap();
@@ -43,12 +48,7 @@ fn tokio_io_traits_move_large_data_both_ways_and_see_eof() {
             0,
             "EOF after shutdown"
         );
-        let b = writer.await.unwrap();
-        // Vectored writes keep their order.
-        let mut b = b;
-        let parts = [std::io::IoSlice::new(b"ab"), std::io::IoSlice::new(b"cd")];
-        let _ = b.write_vectored(&parts).await;
-        drop(b);
+        writer.await.unwrap();
     });
 }
 
@@ -110,15 +110,20 @@ fn hyper_client_and_server_both_on_percore() {
         let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let server = percore::spawn(async move {
+            let mut conns = Vec::new();
             for _ in 0..2 {
                 let (s, _) = listener.accept().await.unwrap();
-                percore::spawn(async move {
+                conns.push(percore::spawn(async move {
                     hyper::server::conn::http1::Builder::new()
                         .timer(percore::io::HyperTimer)
                         .serve_connection(Compat::new(s), hyper::service::service_fn(hello))
                         .await
-                        .unwrap();
-                });
+                }));
+            }
+            for c in conns {
+                c.await
+                    .unwrap()
+                    .expect("the server side of a connection failed");
             }
         });
         for _ in 0..2 {
@@ -249,5 +254,19 @@ fn bytes_and_bytes_mut_are_owned_buffers() {
         assert_eq!(got.len(), 5004);
         assert_eq!(&got[..5000], &[9u8; 5000][..]);
         assert_eq!(&got[5000..], b"tail");
+    });
+}
+
+#[test]
+fn a_bytes_mut_window_past_its_length_is_zero_filled_first() {
+    let _w = watchdog("interop_bytes_mut_window", 30);
+    runtime(1, 64).block_on(async {
+        let (a, b) = tcp_pair().await;
+        a.write_all(&b"abcd"[..]).await.0.unwrap();
+        let buf = bytes::BytesMut::with_capacity(16);
+        let (res, window) = b.read_exact(percore::IoBuf::slice(buf, 8..12)).await;
+        res.unwrap();
+        let buf = window.into_inner();
+        assert_eq!(&buf[..], b"\0\0\0\0\0\0\0\0abcd");
     });
 }

@@ -87,6 +87,25 @@ pub unsafe trait IoBufMut: IoBuf {
     ///
     /// The first `pos` bytes must really be initialized.
     unsafe fn set_init(&mut self, pos: usize);
+
+    /// Zeroes the bytes from the initialized length up to `upto` and marks
+    /// them initialized (a [`Slice`] does this before a window past the
+    /// initialized part is marked initialized). The default writes through
+    /// `stable_mut_ptr`; a type whose pointer is not valid for Rust writes
+    /// past its initialized length overrides it.
+    fn zero_init_to(&mut self, upto: usize) {
+        let init = self.bytes_init();
+        if init >= upto {
+            return;
+        }
+        assert!(upto <= self.bytes_total(), "zero_init_to past the capacity");
+        // SAFETY: `init..upto` lies inside the buffer, which is valid for
+        // writes of bytes_total bytes (IoBufMut); the bytes are then zeros.
+        unsafe {
+            std::ptr::write_bytes(self.stable_mut_ptr().add(init), 0, upto - init);
+            self.set_init(upto);
+        }
+    }
 }
 
 // SAFETY: a Vec's heap allocation does not move when the Vec moves, and it is
@@ -220,15 +239,9 @@ unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
         if pos == 0 {
             return;
         }
-        let init = self.buf.bytes_init();
-        if init < self.begin {
-            // SAFETY: `init..begin` lies inside the buffer (begin <= end <=
-            // bytes_total, checked in `slice`), which is valid for writes of
-            // bytes_total bytes (IoBufMut), and no op is using it now.
-            unsafe {
-                std::ptr::write_bytes(self.buf.stable_mut_ptr().add(init), 0, self.begin - init)
-            };
-        }
+        // begin <= end <= bytes_total (checked in `slice`); no op is using
+        // the buffer now.
+        self.buf.zero_init_to(self.begin);
         // SAFETY: the caller initialized `pos` bytes from the window start,
         // and everything before the window is initialized (above).
         unsafe { self.buf.set_init(self.begin + pos) };
@@ -267,11 +280,22 @@ unsafe impl IoBuf for bytes::BytesMut {
     }
 }
 
-// SAFETY: same allocation as `stable_ptr`, capacity bytes writable.
+// SAFETY: same allocation as `stable_ptr`, capacity bytes writable by the
+// kernel. `BytesMut` offers no raw pointer whose Rust provenance covers its
+// spare capacity (its `as_mut_ptr` comes from a `&mut [u8]` of `len`), so
+// Rust code never writes past `len` through it: the one place percore
+// would, `zero_init_to`, is overridden with `resize`.
 #[cfg(feature = "bytes")]
 unsafe impl IoBufMut for bytes::BytesMut {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         self.as_mut_ptr()
+    }
+    fn zero_init_to(&mut self, upto: usize) {
+        if self.len() < upto {
+            assert!(upto <= self.capacity(), "zero_init_to past the capacity");
+            // Within the capacity: no reallocation, the memory stays put.
+            self.resize(upto, 0);
+        }
     }
     unsafe fn set_init(&mut self, pos: usize) {
         if self.len() < pos {

@@ -20,8 +20,15 @@ use crate::BufResult;
 /// driver they run on the blocking pool (epoll cannot wait on regular
 /// files), which is why their buffers must be `Send`.
 ///
-/// Dropping a read or write future cancels the op as for sockets; a write
-/// the kernel had already started may still land.
+/// Dropping a read or write future cancels it: on io_uring the op is
+/// cancelled as for sockets, and one the kernel had already started may
+/// still complete; on epoll a call still queued for the blocking pool is
+/// skipped, and one already running finishes. Either way a dropped write
+/// may or may not have landed; don't rely on its effect.
+///
+/// Offsets above `i64::MAX` are refused with `InvalidInput` (the kernel
+/// takes signed offsets, and io_uring reads `u64::MAX` as "the current
+/// position").
 ///
 /// ```
 /// # let rt = percore::Runtime::builder().workers(1).build().unwrap();
@@ -207,6 +214,9 @@ impl File {
     /// Reads up to `buf.bytes_total()` bytes at offset `pos` into the start
     /// of `buf`. `Ok(0)` means `pos` is at or past the end of the file.
     pub async fn read_at<B: IoBufMut + Send>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Err(e) = check_offset(pos) {
+            return (Err(e), buf);
+        }
         match current() {
             Driver::Epoll => {
                 let fd = self.fd.clone();
@@ -238,7 +248,7 @@ impl File {
     /// `UnexpectedEof` if the file ends first.
     pub async fn read_exact_at<B: IoBufMut + Send>(&self, buf: B, pos: u64) -> BufResult<(), B> {
         stream_io::read_exact(buf, "file", |s| {
-            let at = pos + s.begin() as u64;
+            let at = pos.saturating_add(s.begin() as u64);
             self.read_at(s, at)
         })
         .await
@@ -247,6 +257,9 @@ impl File {
     /// Writes some of `buf`'s initialized bytes at offset `pos`; returns
     /// how many.
     pub async fn write_at<B: IoBuf + Send>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Err(e) = check_offset(pos) {
+            return (Err(e), buf);
+        }
         match current() {
             Driver::Epoll => {
                 let fd = self.fd.clone();
@@ -275,7 +288,7 @@ impl File {
     /// Writes all of `buf`'s initialized bytes at offset `pos`.
     pub async fn write_all_at<B: IoBuf + Send>(&self, buf: B, pos: u64) -> BufResult<(), B> {
         stream_io::write_all(buf, "file", |s| {
-            let at = pos + s.begin() as u64;
+            let at = pos.saturating_add(s.begin() as u64);
             self.write_at(s, at)
         })
         .await
@@ -361,6 +374,17 @@ impl File {
     pub fn into_std(self) -> io::Result<std::fs::File> {
         Ok(std::fs::File::from(self.fd.clone().into_owned()?))
     }
+}
+
+/// Refuses offsets the kernel cannot take as a signed `off_t`.
+fn check_offset(pos: u64) -> io::Result<()> {
+    if pos > i64::MAX as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("file offset {pos} is above i64::MAX"),
+        ));
+    }
+    Ok(())
 }
 
 impl AsRawFd for File {

@@ -33,8 +33,23 @@ pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     let path = path.as_ref();
     let f = File::open(path).await?;
     // The size is a hint: the file may grow or shrink while it is read.
-    let hint = f.metadata().await.map(|m| m.len()).unwrap_or(0) as usize;
-    let mut out = Vec::with_capacity(hint.max(4096));
+    // One byte beyond the size, so that when the hint is exact the read
+    // that finds the end needs no growth. A bogus huge size is an error,
+    // not an abort.
+    let hint = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let mut out = Vec::new();
+    usize::try_from(hint)
+        .ok()
+        .and_then(|h| out.try_reserve_exact(h.saturating_add(1).max(4096)).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "read {}: cannot hold {hint} bytes in memory",
+                    path.display()
+                ),
+            )
+        })?;
     loop {
         if out.len() == out.capacity() {
             out.reserve(out.capacity().max(4096));
@@ -110,19 +125,17 @@ pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<
 /// Creates the directory `path` (its parent must exist).
 pub async fn create_dir(path: impl AsRef<Path>) -> io::Result<()> {
     let path = path.as_ref();
-    let res = match current() {
-        Driver::Epoll => {
-            let p = path.to_path_buf();
-            offload::run(move || std::fs::create_dir(p)).await
-        }
-        _ => match uring::file::mkdir(path::c_path(path)?, 0o777).await {
-            // Kernels before 5.15 have no mkdirat op.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let p = path.to_path_buf();
-                offload::run(move || std::fs::create_dir(p)).await
-            }
-            r => r,
-        },
+    let native = crate::runtime::context::with_worker(|w| match &*w.driver.borrow() {
+        crate::driver::IoDriver::Uring(d) => d.features().mkdirat,
+        crate::driver::IoDriver::Epoll(_) => false,
+    })
+    .unwrap_or(false);
+    let res = if native {
+        uring::file::mkdir(path::c_path(path)?, 0o777).await
+    } else {
+        // The epoll driver, or a kernel before 5.15 (no mkdirat op).
+        let p = path.to_path_buf();
+        offload::run(move || std::fs::create_dir(p)).await
     };
     res.map_err(|e| path::context("create directory", path, e))
 }

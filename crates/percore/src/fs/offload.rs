@@ -5,13 +5,17 @@
 //!
 //! The buffer travels to the pool thread and back in a shared cell, so it
 //! comes back to the caller even when the pool refuses the job (full queue)
-//! and the closure is dropped unrun. A future dropped while its call runs
-//! leaves the buffer with the call, which frees it when done.
+//! and the closure is dropped unrun. Dropping the future aborts a job that
+//! has not started (so a dropped write that was still queued never lands
+//! after later ones); a call already running finishes, and frees the
+//! buffer when done. That is the epoll driver's form of cancellation: on
+//! io_uring an op already issued may also still complete.
 
 use std::io;
 use std::sync::{Arc, Mutex};
 
 use crate::blocking;
+use crate::task::{JoinError, JoinHandle};
 
 /// Why a file call could not be queued.
 fn refused(e: crate::BlockingError) -> io::Error {
@@ -24,6 +28,36 @@ fn refused(e: crate::BlockingError) -> io::Error {
     )
 }
 
+/// A pool job's handle that aborts the job if dropped before it ends (a
+/// job not yet started is then skipped).
+struct AbortOnDrop<T>(Option<JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, JoinError> {
+        let h = self.0.as_mut().expect("joined once");
+        let r = h.await;
+        self.0 = None;
+        r
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// A job's outcome as an `io::Result`; a panic in the call is resumed.
+fn joined<T>(r: Result<io::Result<T>, JoinError>) -> io::Result<T> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
 /// Runs `f` on the blocking pool.
 pub(crate) async fn run<T, F>(f: F) -> io::Result<T>
 where
@@ -31,7 +65,7 @@ where
     T: Send + 'static,
 {
     match blocking::try_spawn_blocking(f) {
-        Ok(h) => h.await.map_err(io::Error::other)?,
+        Ok(h) => joined(AbortOnDrop(Some(h)).join().await),
         Err(e) => Err(refused(e)),
     }
 }
@@ -51,7 +85,7 @@ where
         f(buf)
     };
     let res = match blocking::try_spawn_blocking(job) {
-        Ok(h) => h.await.map_err(io::Error::other).and_then(|r| r),
+        Ok(h) => joined(AbortOnDrop(Some(h)).join().await),
         Err(e) => Err(refused(e)),
     };
     // The call has returned or never ran (a refused or cancelled job's

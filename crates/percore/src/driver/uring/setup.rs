@@ -32,6 +32,9 @@ pub struct RingFeatures {
     /// release, since the multishot flags have no opcode of their own): one
     /// SQE serves many connections or messages (`driver/uring/multishot.rs`).
     pub multishot: bool,
+    /// `IORING_OP_MKDIRAT` (Linux 5.15): `fs::create_dir` as a ring op;
+    /// without it the call runs on the blocking pool.
+    pub mkdirat: bool,
 }
 
 impl fmt::Display for RingFeatures {
@@ -142,6 +145,9 @@ pub(crate) fn build_ring(entries: u32, setup: RingSetup) -> io::Result<(IoUring,
                     multishot: probe
                         .as_ref()
                         .is_some_and(|p| p.is_supported(io_uring::opcode::SendZc::CODE)),
+                    mkdirat: probe
+                        .as_ref()
+                        .is_some_and(|p| p.is_supported(io_uring::opcode::MkDirAt::CODE)),
                 };
                 return Ok((ring, features));
             }
