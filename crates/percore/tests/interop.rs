@@ -270,3 +270,37 @@ fn a_bytes_mut_window_past_its_length_is_zero_filled_first() {
         assert_eq!(&buf[..], b"\0\0\0\0\0\0\0\0abcd");
     });
 }
+
+#[test]
+fn dropping_compat_without_flush_still_sends_what_it_took() {
+    let _w = watchdog("interop_drop_unflushed", 30);
+    runtime(1, 64).block_on(async {
+        let (a, b) = tcp_pair().await;
+        // Small socket buffers and a peer that reads only after the drop:
+        // the adapter takes 64 KiB in one write call, and its send cannot
+        // finish before the peer reads, so it is in flight at the drop.
+        a.set_send_buffer_size(4096).unwrap();
+        b.set_recv_buffer_size(4096).unwrap();
+        let data: Vec<u8> = (0..65_536u32).map(|i| (i % 241) as u8).collect();
+        let mut w = Compat::new(a);
+        let taken = std::future::poll_fn(|cx| w.poll_write_bytes(cx, &data))
+            .await
+            .unwrap();
+        assert_eq!(taken, data.len());
+        drop(w);
+        let mut got = Vec::new();
+        loop {
+            let (res, buf) = b.read(Vec::with_capacity(1 << 16)).await;
+            if res.unwrap() == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        assert_eq!(
+            got.len(),
+            data.len(),
+            "bytes taken by the adapter were lost"
+        );
+        assert!(got == data);
+    });
+}

@@ -17,8 +17,12 @@
 //!   went out. One copy per byte, one op per write call.
 //!
 //! Each op boxes one future (a heap allocation per read and per write).
-//! Dropping a `Compat` cancels what is in flight: bytes received and not
-//! yet read are lost, and so are written bytes not yet flushed.
+//! Dropping a `Compat` cancels a read in flight (bytes received and not yet
+//! read are lost), but a write in flight is finished by a task of its own,
+//! which then lets go of the stream: bytes a write call took are sent, as
+//! a kernel socket sends what `write` accepted before `close`. (Off a
+//! worker thread there is nowhere to run that task, and the write is
+//! cancelled.) `into_inner` cancels both.
 
 use std::future::Future;
 use std::io;
@@ -163,15 +167,13 @@ impl<S: CompatStream> Compat<S> {
     /// The stream back, after cancelling what is in flight: received bytes
     /// not yet read and written bytes not yet flushed are lost (call
     /// `flush` first).
-    pub fn into_inner(self) -> S {
-        let Compat {
-            stream,
-            read,
-            write,
-            ..
-        } = self;
-        // The ops' futures hold the other references to the stream.
-        drop((read, write));
+    pub fn into_inner(mut self) -> S {
+        // Cancel the ops: their futures hold the other references to the
+        // stream. With the write state idle, `Drop` has nothing to finish.
+        self.read = ReadState::Eof;
+        self.write = WriteState::Idle(Vec::new());
+        let stream = self.stream.clone();
+        drop(self);
         match Arc::try_unwrap(stream) {
             Ok(s) => s,
             Err(_) => unreachable!("only Compat's own ops share the stream"),
@@ -330,5 +332,22 @@ impl<S: CompatStream> Compat<S> {
     /// Waits until every byte taken so far has been sent.
     pub async fn flush(&mut self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.poll_flush_bytes(cx)).await
+    }
+}
+
+impl<S: CompatStream> Drop for Compat<S> {
+    fn drop(&mut self) {
+        let WriteState::Writing(op) =
+            std::mem::replace(&mut self.write, WriteState::Idle(Vec::new()))
+        else {
+            return;
+        };
+        if crate::runtime::context::with_worker(|_| ()).is_some() {
+            // Detached: it ends when the kernel has the bytes (or the
+            // connection fails), and then drops its share of the stream.
+            drop(crate::spawn(async move {
+                let _ = op.await;
+            }));
+        }
     }
 }
