@@ -26,6 +26,9 @@ pub struct Percentiles {
     pub mean: f64,
     pub p50: u64,
     pub p90: u64,
+    /// Absent (0) in results from before it was recorded.
+    #[serde(default)]
+    pub p95: u64,
     pub p99: u64,
     pub p999: u64,
     pub p9999: u64,
@@ -42,6 +45,7 @@ impl Percentiles {
             mean: h.mean(),
             p50: h.value_at_quantile(0.50),
             p90: h.value_at_quantile(0.90),
+            p95: h.value_at_quantile(0.95),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             p9999: h.value_at_quantile(0.9999),

@@ -170,6 +170,10 @@ struct CompareArgs {
     /// `blocking` scenario: open-loop rate, messages per second.
     #[arg(long, default_value_t = 20000.0)]
     blocking_rate: f64,
+    /// `models` scenario: the fixed open-loop rate, messages per second,
+    /// at 100, 1,000 and 10,000 connections.
+    #[arg(long, default_value_t = 20000.0)]
+    models_rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -368,6 +372,7 @@ fn run_compare(a: CompareArgs) -> io::Result<()> {
         blocking_us: a.blocking_us,
         blocking_every: a.blocking_every,
         blocking_rate: a.blocking_rate,
+        models_rate: a.models_rate,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let out = compare::run(&cfg)?;

@@ -262,6 +262,13 @@ fn results_json_round_trips_through_its_schema() {
             scenario: "blocking".into(),
             server: "test".into(),
             stalls: Some(3),
+            usage: Some(bench_harness::compare::process::ExitUsage {
+                user_s: 1.5,
+                sys_s: 0.5,
+                voluntary_cs: 10,
+                involuntary_cs: 2,
+                max_rss_kb: 4096,
+            }),
         }],
         runs: vec![RunRecord {
             scenario: "latency".into(),
@@ -367,6 +374,17 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("latency-")));
+    // Each server process's whole life, from wait4 when it was stopped:
+    // its exited threads (the per-connection ones) included.
+    assert_eq!(r.server_exit.len(), n, "{:?}", r.server_exit);
+    for e in &r.server_exit {
+        let u = e
+            .usage
+            .unwrap_or_else(|| panic!("no wait4 usage for {e:?}"));
+        assert!(u.max_rss_kb > 0 && u.user_s + u.sys_s > 0.0, "{e:?}");
+        assert!(u.voluntary_cs + u.involuntary_cs > 0, "{e:?}");
+    }
+    assert!(stdout.contains("over their whole life"), "{stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -613,6 +631,65 @@ fn compare_refuses_bad_external_servers() {
 }
 
 /// Checks that a `compare` run succeeded; returns its stdout and results.
+/// The models scenario end to end (needs percore-echo beside the harness,
+/// as `cargo test --workspace` builds it): thread per connection, event
+/// loop and percore at 100, 1,000 and 10,000 connections, one table, one
+/// plot, and each process's whole-life usage.
+#[test]
+fn models_compares_three_server_models_at_three_connection_counts() {
+    let _serial = serial();
+    let exe = env!("CARGO_BIN_EXE_bench-harness");
+    if !std::path::Path::new(exe)
+        .with_file_name("percore-echo")
+        .exists()
+    {
+        panic!("percore-echo is not built beside bench-harness: cargo build --workspace");
+    }
+    let dir = std::env::temp_dir().join(format!("bh-models-{}", std::process::id()));
+    let out = std::process::Command::new(exe)
+        .args([
+            "compare",
+            "--scenarios",
+            "models",
+            "--reps",
+            "1",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--models-rate",
+            "2000",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, r) = succeeded(&out, &dir);
+    let runs: Vec<_> = r.runs.iter().filter(|x| x.scenario == "models").collect();
+    assert_eq!(runs.len(), 9, "3 servers x 3 connection counts");
+    for server in ["threads", "epoll-loop", "percore"] {
+        for conns in [100, 1_000, 10_000] {
+            assert!(
+                runs.iter()
+                    .any(|x| x.server == server && x.load.conns == conns && x.load.completed > 0),
+                "{server} at {conns} connections"
+            );
+        }
+    }
+    assert!(
+        stdout.contains("== models: thread per connection"),
+        "{stdout}"
+    );
+    assert!(dir.join("models-p99.svg").exists());
+    assert_eq!(r.server_exit.len(), 3);
+    assert!(
+        r.server_exit.iter().all(|e| e.usage.is_some()),
+        "{:?}",
+        r.server_exit
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn succeeded(out: &std::process::Output, dir: &std::path::Path) -> (String, Results) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

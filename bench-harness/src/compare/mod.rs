@@ -57,6 +57,13 @@ pub enum Scenario {
     /// detector's count (threshold `--blocking-us` / 2) for each. Ignores
     /// `--servers`.
     Blocking,
+    /// The three server models side by side: a thread per connection
+    /// (`threads`), a hand-written event loop (`epoll-loop`) and percore
+    /// (`percore`), at 100, 1,000 and 10,000 connections, open loop at one
+    /// fixed rate (`--models-rate`): p95/p99/p99.9 against server CPU per
+    /// message and peak RSS, one table and `models-p99.svg`. Ignores
+    /// `--servers`.
+    Models,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,6 +176,8 @@ pub struct CompareConfig {
     pub blocking_us: u32,
     pub blocking_every: u64,
     pub blocking_rate: f64,
+    /// `models` scenario: the open-loop rate.
+    pub models_rate: f64,
     pub command: String,
 }
 
@@ -360,6 +369,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
                 }
                 Scenario::Skew => r.skew()?,
                 Scenario::Blocking => r.blocking()?,
+                Scenario::Models => r.models()?,
             }
         }
     }
@@ -367,6 +377,9 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
     r.results.summarize();
     r.results.save(&cfg.out.join("results.json"))?;
     report::print_tables(&r.results, cfg.layout.label());
+    if cfg.scenarios.contains(&Scenario::Models) {
+        report::print_models(&r.results);
+    }
     if cfg.scenarios.contains(&Scenario::Sweep) {
         report::print_capacity(&r.results, cfg.slo_p99_us);
     }
@@ -389,6 +402,7 @@ fn planned_runs(cfg: &CompareConfig) -> usize {
             Scenario::Sizes => inv * 4 * n * cfg.reps,
             Scenario::Skew => inv * 2 * 2 * cfg.reps,
             Scenario::Blocking => inv * 3 * cfg.reps,
+            Scenario::Models => inv * 3 * 3 * cfg.reps,
         })
         .sum()
 }
@@ -404,8 +418,9 @@ impl Runner<'_> {
             .collect()
     }
 
-    /// Records each server's start-up lines (once per name), then stops it.
-    fn stop_servers(&mut self, servers: Vec<Server>) {
+    /// Records each server's start-up lines (once per name), then stops it
+    /// and records its whole-life usage under `scenario`.
+    fn stop_servers(&mut self, scenario: &str, servers: Vec<Server>) {
         for s in servers {
             if !self
                 .results
@@ -418,7 +433,14 @@ impl Runner<'_> {
                     lines: s.startup_lines(),
                 });
             }
-            s.stop();
+            let server = s.name.clone();
+            let usage = s.stop();
+            self.results.server_exit.push(ServerExit {
+                scenario: scenario.into(),
+                server,
+                stalls: None,
+                usage,
+            });
         }
     }
 
@@ -626,7 +648,7 @@ impl Runner<'_> {
                     self.measure("skew", &point, &servers[i], rep, &lc)?;
                 }
             }
-            self.stop_servers(servers);
+            self.stop_servers("skew", servers);
         }
         Ok(())
     }
@@ -679,13 +701,41 @@ impl Runner<'_> {
         self.open_points("blocking", &servers, &points)?;
         for s in servers {
             let name = s.name.clone();
-            let stalls = s.stop_for_counters();
+            let (stalls, usage) = s.stop_for_counters();
             self.results.server_exit.push(ServerExit {
                 scenario: "blocking".into(),
                 server: name,
                 stalls,
+                usage,
             });
         }
+        Ok(())
+    }
+
+    /// Thread per connection vs event loop vs percore: the same open-loop
+    /// rate at 100, 1,000 and 10,000 connections.
+    fn models(&mut self) -> io::Result<()> {
+        let cores = self.cfg.layout.server_cores();
+        let servers = [
+            ServerName::Threads,
+            ServerName::EpollLoop,
+            ServerName::Percore,
+        ]
+        .iter()
+        .map(|&n| Server::start(&spec(n, self.cfg)?, &cores))
+        .collect::<io::Result<Vec<_>>>()?;
+        let rate = self.cfg.models_rate;
+        for conns in [100usize, 1_000, 10_000] {
+            let point = format!("conns={conns} {rate:.0}/s");
+            for rep in 0..self.cfg.reps {
+                for i in self.order(servers.len(), rep) {
+                    let lc =
+                        self.load_config(&servers[i], Mode::Open { rate }, conns, self.cfg.size);
+                    self.measure("models", &point, &servers[i], rep, &lc)?;
+                }
+            }
+        }
+        self.stop_servers("models", servers);
         Ok(())
     }
 
@@ -705,7 +755,7 @@ impl Runner<'_> {
                 }
             }
         }
-        self.stop_servers(servers);
+        self.stop_servers(scenario, servers);
         Ok(())
     }
 
@@ -751,7 +801,7 @@ impl Runner<'_> {
             })
             .collect();
         self.open_points("sweep", &servers, &points)?;
-        self.stop_servers(servers);
+        self.stop_servers("sweep", servers);
         Ok(())
     }
 
@@ -809,7 +859,7 @@ impl Runner<'_> {
             })
             .collect();
         self.open_points("latency", &servers, &points)?;
-        self.stop_servers(servers);
+        self.stop_servers("latency", servers);
         Ok(())
     }
 }

@@ -110,6 +110,40 @@ pub fn write_all(
         );
         std::fs::write(out.join("sweep-p99.svg"), svg)?;
     }
+    // Models: p99 against log10(connections), one line per server.
+    let mut models: Vec<Series> = Vec::new();
+    for s in results
+        .summaries
+        .iter()
+        .filter(|s| s.scenario == "models" && s.enough_valid())
+    {
+        let Some(conns) = s
+            .point
+            .strip_prefix("conns=")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|c| c.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let p = (conns.log10(), s.p99_us.median.max(1.0));
+        match models.iter_mut().find(|x| x.name == s.server) {
+            Some(x) => x.points.push(p),
+            None => models.push(Series {
+                name: s.server.clone(),
+                points: vec![p],
+            }),
+        }
+    }
+    if !models.is_empty() {
+        let svg = chart(
+            "p99 vs connections at one open-loop rate (models)",
+            "log10(connections)",
+            "p99 (µs)",
+            &models,
+            false,
+        );
+        std::fs::write(out.join("models-p99.svg"), svg)?;
+    }
     if !by_server.is_empty() {
         let svg = chart(
             "Throughput vs p99 (open loop)",

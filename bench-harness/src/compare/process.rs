@@ -46,6 +46,9 @@ pub struct Server {
     /// them (`runtime counters, worker N: ..., K stalls`), summed.
     stalls: Arc<Mutex<Option<u64>>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// Reaped with `wait4` (std's `Child` does not know): never signal or
+    /// wait on its pid again, which may now be another process's.
+    reaped: bool,
 }
 
 /// Stderr lines kept per server, and their length limit.
@@ -129,6 +132,7 @@ impl Server {
             stderr_head,
             stalls,
             reader,
+            reaped: false,
         })
     }
 
@@ -148,31 +152,93 @@ impl Server {
         ProcSample::read(self.pid())
     }
 
-    /// Stops the server (SIGKILL: a benchmark server has nothing to save).
-    pub fn stop(mut self) {
+    /// Stops the server (SIGKILL: a benchmark server has nothing to save);
+    /// returns its whole-life usage.
+    pub fn stop(mut self) -> Option<ExitUsage> {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.reaped = true;
+        reap(&mut self.child)
     }
 
     /// Stops the server with SIGTERM so it prints its exit counters (up to
-    /// 15 s, then SIGKILL); returns the stalls they report.
-    pub fn stop_for_counters(mut self) -> Option<u64> {
+    /// 15 s, then SIGKILL); returns the stalls they report and its
+    /// whole-life usage.
+    pub fn stop_for_counters(mut self) -> (Option<u64>, Option<ExitUsage>) {
         // SAFETY: kill(2) on our own child's pid, which we have not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while self.child.try_wait().ok().flatten().is_none() {
+        let usage = loop {
+            if let Some(u) = try_reap(&mut self.child) {
+                break u;
+            }
             if std::time::Instant::now() >= deadline {
                 let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
+                break reap(&mut self.child);
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        self.reaped = true;
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        *self.stalls.lock().unwrap_or_else(|e| e.into_inner())
+        let stalls = *self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        (stalls, usage)
     }
+}
+
+/// What the kernel reports for a server process over its whole life when
+/// it is reaped (`wait4`'s rusage): threads that exited during the run
+/// (per-connection threads do) are included, which per-thread `/proc`
+/// samples miss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExitUsage {
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub voluntary_cs: u64,
+    pub involuntary_cs: u64,
+    /// Peak resident set, KiB.
+    pub max_rss_kb: u64,
+}
+
+impl ExitUsage {
+    fn of(ru: &libc::rusage) -> ExitUsage {
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        ExitUsage {
+            user_s: secs(ru.ru_utime),
+            sys_s: secs(ru.ru_stime),
+            voluntary_cs: ru.ru_nvcsw as u64,
+            involuntary_cs: ru.ru_nivcsw as u64,
+            max_rss_kb: ru.ru_maxrss as u64,
+        }
+    }
+}
+
+/// `wait4` on the child: `Some(usage)` once reaped (`Some(None)` if the
+/// call failed), `None` while it still runs (`nohang`).
+fn wait4(child: &Child, nohang: bool) -> Option<Option<ExitUsage>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; all-zero is valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: out-pointers to live locals; the pid is our own child,
+        // not yet reaped (std's `Child` is never waited on after this).
+        let r = unsafe { libc::wait4(child.id() as i32, &mut status, flags, &mut ru) };
+        match r {
+            0 => return None,
+            r if r > 0 => return Some(Some(ExitUsage::of(&ru))),
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            _ => return Some(None),
+        }
+    }
+}
+
+fn try_reap(child: &mut Child) -> Option<Option<ExitUsage>> {
+    wait4(child, true)
+}
+
+fn reap(child: &mut Child) -> Option<ExitUsage> {
+    wait4(child, false).flatten()
 }
 
 /// The `K stalls` of a percore-echo exit counters line, if this is one.
@@ -251,8 +317,10 @@ fn wait_for_port(spec: &ServerSpec, child: &mut Child, port: u16) -> io::Result<
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -293,12 +293,93 @@ pub fn print_server_exit(results: &Results) {
     if results.server_exit.is_empty() {
         return;
     }
-    println!("\n== stalls (percore-echo exit counters: polls over the stall threshold, all runs of each server process)");
+    println!(
+        "\n== server processes over their whole life (wait4 rusage: threads that exited \
+         included; stalls from percore-echo's exit counters where printed)"
+    );
+    println!(
+        "{:<10} {:<20} {:>9} {:>9} {:>12} {:>12} {:>10} {:>8}",
+        "scenario", "server", "user s", "sys s", "vol. cs", "invol. cs", "max RSS MiB", "stalls"
+    );
     for e in &results.server_exit {
-        let stalls = e
-            .stalls
-            .map_or_else(|| "– (no counters printed)".to_string(), |n| n.to_string());
-        println!("{:<10} {:<20} {stalls}", e.scenario, e.server);
+        let stalls = e.stalls.map_or_else(|| "–".to_string(), |n| n.to_string());
+        match e.usage {
+            Some(u) => println!(
+                "{:<10} {:<20} {:>9.2} {:>9.2} {:>12} {:>12} {:>10.1} {:>8}",
+                e.scenario,
+                e.server,
+                u.user_s,
+                u.sys_s,
+                u.voluntary_cs,
+                u.involuntary_cs,
+                u.max_rss_kb as f64 / 1024.0,
+                stalls
+            ),
+            None => println!(
+                "{:<10} {:<20} {:>9} {:>9} {:>12} {:>12} {:>10} {:>8}",
+                e.scenario, e.server, "–", "–", "–", "–", "–", stalls
+            ),
+        }
+    }
+}
+
+/// The `models` scenario as one table: per server and connection count,
+/// the tail against what it cost (window CPU per message, peak RSS).
+pub fn print_models(results: &Results) {
+    let rows: Vec<_> = results
+        .summaries
+        .iter()
+        .filter(|s| s.scenario == "models")
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\n== models: thread per connection vs event loop vs percore, open loop at one rate \
+         (median over valid runs; CPU from the measurement window)"
+    );
+    println!(
+        "{:<12} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>10}",
+        "server",
+        "point",
+        "p95 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "win µs/msg",
+        "core µs/msg",
+        "peak RSS MiB",
+        "valid"
+    );
+    for s in rows {
+        if !s.enough_valid() {
+            println!(
+                "{:<12} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>4}/{:<5}",
+                s.server,
+                s.point,
+                "–",
+                "–",
+                "–",
+                "–",
+                "–",
+                "–",
+                s.valid_runs(),
+                s.runs
+            );
+            continue;
+        }
+        println!(
+            "{:<12} {:<22} {:>9.0} {:>9.0} {:>10.0} {:>11} {:>11} {:>12.1} {:>4}/{:<5}",
+            s.server,
+            s.point,
+            s.p95_us.median,
+            s.p99_us.median,
+            s.p999_us.median,
+            or_dash(s.window_cpu_ns_per_msg.median / 1e3, 2),
+            or_dash(s.window_core_busy_ns_per_msg.median / 1e3, 2),
+            s.peak_rss_kb.median / 1024.0,
+            s.valid_runs(),
+            s.runs
+        );
     }
 }
 

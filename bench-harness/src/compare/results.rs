@@ -177,6 +177,8 @@ pub struct Summary {
     pub generator_bound_runs: usize,
     pub throughput: Stat,
     pub p50_us: Stat,
+    #[serde(default)]
+    pub p95_us: Stat,
     pub p99_us: Stat,
     pub p999_us: Stat,
     /// p99 from the actual send time (uncorrected), beside `p99_us`.
@@ -252,6 +254,7 @@ impl Summary {
             generator_bound_runs: valid.iter().filter(|r| r.load.generator_bound).count(),
             throughput: f(&|r| r.load.throughput),
             p50_us: f(&|r| r.load.latency.p50 as f64),
+            p95_us: f(&|r| r.load.latency.p95 as f64),
             p99_us: f(&|r| r.load.latency.p99 as f64),
             p999_us: f(&|r| r.load.latency.p999 as f64),
             p99_uncorrected_us: f(&|r| r.load.latency_uncorrected.p99 as f64),
@@ -307,6 +310,10 @@ pub struct ServerExit {
     /// Polls over the stall threshold, summed over workers, over every run
     /// of this server process (`None`: it printed no counters).
     pub stalls: Option<u64>,
+    /// The process's whole-life usage from `wait4` (threads that exited
+    /// included); absent in results from before it was recorded.
+    #[serde(default)]
+    pub usage: Option<super::process::ExitUsage>,
 }
 
 /// Everything a `compare` run produced.
