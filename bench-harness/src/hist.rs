@@ -1,38 +1,46 @@
-//! Latency histograms: microsecond resolution, up to 100 s, 3 significant
-//! digits; percentile summaries and HdrHistogram's percentile-distribution
-//! text form (`.hgrm`).
+//! Latency histograms: values recorded in nanoseconds (up to 100 s, 3
+//! significant digits, so a 16 µs p50 is kept to ±16 ns rather than floored
+//! to whole µs); percentile summaries in µs with fractions, and
+//! HdrHistogram's percentile-distribution text form (`.hgrm`, in µs).
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Highest trackable latency: 100 s in µs.
-const MAX_US: u64 = 100_000_000;
+/// Highest trackable latency: 100 s in ns.
+const MAX_NS: u64 = 100_000_000_000;
 
+/// A histogram of nanoseconds.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
 }
 
-/// Records `us` (clamped into range).
-pub fn record(h: &mut Histogram<u64>, us: u64) {
-    let _ = h.record(us.clamp(1, MAX_US));
+/// Records `ns` (clamped into range).
+pub fn record(h: &mut Histogram<u64>, ns: u64) {
+    let _ = h.record(ns.clamp(1, MAX_NS));
 }
 
-/// Percentiles in µs.
+/// A histogram value (ns) in µs.
+pub fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
+/// Percentiles in µs (fractional: the histogram keeps ns). Results written
+/// before the histograms kept ns hold whole µs here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub mean: f64,
-    pub p50: u64,
-    pub p90: u64,
+    pub p50: f64,
+    pub p90: f64,
     /// Absent (0) in results from before it was recorded.
     #[serde(default)]
-    pub p95: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub p9999: u64,
-    pub max: u64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub p9999: f64,
+    pub max: f64,
 }
 
 impl Percentiles {
@@ -42,20 +50,20 @@ impl Percentiles {
         }
         Percentiles {
             count: h.len(),
-            mean: h.mean(),
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p95: h.value_at_quantile(0.95),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            p9999: h.value_at_quantile(0.9999),
-            max: h.max(),
+            mean: h.mean() / 1e3,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p95: us(h.value_at_quantile(0.95)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            p9999: us(h.value_at_quantile(0.9999)),
+            max: us(h.max()),
         }
     }
 }
 
-/// HdrHistogram's percentile distribution text (values in µs), readable by
-/// the usual HdrHistogram plotters.
+/// HdrHistogram's percentile distribution text (values in µs, from the
+/// ns histogram), readable by the usual HdrHistogram plotters.
 pub fn percentile_distribution(h: &Histogram<u64>) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -73,7 +81,7 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
         let _ = writeln!(
             s,
             "{:>12.3} {:>2.12} {:>10} {:>14}",
-            v.value_iterated_to() as f64,
+            us(v.value_iterated_to()),
             q,
             v.count_since_last_iteration(),
             inv
@@ -82,13 +90,13 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
     let _ = writeln!(
         s,
         "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-        h.mean(),
-        h.stdev()
+        h.mean() / 1e3,
+        h.stdev() / 1e3
     );
     let _ = writeln!(
         s,
         "#[Max     = {:>12.3}, Total count    = {:>12}]",
-        h.max() as f64,
+        us(h.max()),
         h.len()
     );
     let _ = writeln!(
@@ -98,4 +106,26 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
         h.distinct_values()
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_keep_sub_microsecond_resolution() {
+        // A 15.87 µs round trip: a µs histogram floors it to 15 (6 % low).
+        let mut h = new_histogram();
+        for _ in 0..1000 {
+            record(&mut h, 15_870);
+        }
+        let p = Percentiles::of(&h);
+        assert!((p.p50 - 15.87).abs() < 0.02, "p50 {} µs", p.p50);
+        assert!((p.mean - 15.87).abs() < 0.02, "mean {} µs", p.mean);
+        // Up to 100 s, with 3 significant digits.
+        record(&mut h, 90_000_000_000);
+        assert!((Percentiles::of(&h).max / 90e6 - 1.0).abs() < 1e-3);
+        let text = percentile_distribution(&h);
+        assert!(text.contains("15.8"), "the .hgrm is in µs:\n{text}");
+    }
 }

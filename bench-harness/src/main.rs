@@ -258,8 +258,9 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     } else {
         let l = &r.latency;
         println!(
-            "{:.0} msg/s verified; latency µs p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}; \
-             sent {} completed {} unanswered {}; generator busy {:.0}%, send lag p99 {} µs",
+            "{:.0} msg/s verified; latency µs p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} p99.99 {:.1} \
+             max {:.1}; sent {} completed {} unanswered {}; generator busy {:.0}%, send lag p99 \
+             {:.1} µs",
             r.throughput,
             l.p50,
             l.p90,

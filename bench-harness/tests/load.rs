@@ -115,15 +115,15 @@ fn closed_loop_has_no_coordinated_omission_to_correct() {
 fn a_percentile_is_unreliable_when_the_lag_there_exceeds_a_tenth() {
     use bench_harness::hist::Percentiles;
     let lat = Percentiles {
-        p50: 20,
-        p99: 100,
-        p999: 1000,
+        p50: 20.0,
+        p99: 100.0,
+        p999: 1000.0,
         ..Default::default()
     };
     let lag = Percentiles {
-        p50: 1,
-        p99: 11,
-        p999: 100,
+        p50: 1.0,
+        p99: 11.0,
+        p999: 100.0,
         ..Default::default()
     };
     assert_eq!(
@@ -203,11 +203,11 @@ fn a_200ms_stall_shows_in_the_open_loop_tail_and_loses_nothing() {
     assert_eq!(r.completed, r.sent);
     // Messages intended during the stall waited up to its whole length, and
     // the stall covers ~13% of the window: the tail must show it.
-    assert!(r.latency.max >= 180_000, "max {} µs", r.latency.max);
-    assert!(r.latency.p999 >= 150_000, "p99.9 {} µs", r.latency.p999);
-    assert!(r.latency.p99 >= 100_000, "p99 {} µs", r.latency.p99);
+    assert!(r.latency.max >= 180_000.0, "max {} µs", r.latency.max);
+    assert!(r.latency.p999 >= 150_000.0, "p99.9 {} µs", r.latency.p999);
+    assert!(r.latency.p99 >= 100_000.0, "p99 {} µs", r.latency.p99);
     assert!(
-        r.latency.p50 < 50_000,
+        r.latency.p50 < 50_000.0,
         "the median stays low: p50 {} µs",
         r.latency.p50
     );
@@ -831,8 +831,8 @@ fn sweep_capacity_is_the_last_rate_before_the_first_miss() {
         .report;
     let run = |server: &str, rate: u32, p99: u64, p999: u64, valid: bool| {
         let mut load = report.clone();
-        load.latency.p99 = p99;
-        load.latency.p999 = p999;
+        load.latency.p99 = p99 as f64;
+        load.latency.p999 = p999 as f64;
         load.valid = valid;
         RunRecord {
             scenario: "sweep".into(),
@@ -895,7 +895,7 @@ fn an_invalid_run_does_not_move_a_median() {
         .report;
     let run = |p99: u64, valid: bool, rep: usize| {
         let mut load = report.clone();
-        load.latency.p99 = p99;
+        load.latency.p99 = p99 as f64;
         load.valid = valid;
         load.invalid_reason = (!valid).then(|| "test: generator fell behind".to_string());
         RunRecord {
@@ -964,7 +964,7 @@ fn unanswered_messages_appear_as_timeouts_in_the_tail() {
     );
     // Over a third of the window's messages were never answered: the p99
     // is a timeout, at least the drain time.
-    assert!(r.latency.p99 >= 300_000, "p99 {} µs", r.latency.p99);
+    assert!(r.latency.p99 >= 300_000.0, "p99 {} µs", r.latency.p99);
 }
 
 /// The measurement window is sampled, so the saturation check has
@@ -1011,7 +1011,7 @@ fn blocking_scenario_counts_the_stalls_of_inline_calls_only() {
         .output()
         .unwrap();
     let (stdout, r) = succeeded(&out, &dir);
-    assert!(stdout.contains("== stalls"), "{stdout}");
+    assert!(stdout.contains("over their whole life"), "{stdout}");
     let stalls = |name: &str| {
         r.server_exit
             .iter()

@@ -167,10 +167,14 @@ fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     for v in h.iter_quantiles(4) {
         let q = v.quantile_iterated_to();
         if q >= 0.99999 {
-            pts.push((5.0, v.value_iterated_to().max(1) as f64));
+            pts.push((5.0, crate::hist::us(v.value_iterated_to()).max(1.0)));
             break;
         }
-        pts.push((-(1.0 - q).log10(), v.value_iterated_to().max(1) as f64));
+        // The histogram keeps ns; the chart is in µs.
+        pts.push((
+            -(1.0 - q).log10(),
+            crate::hist::us(v.value_iterated_to()).max(1.0),
+        ));
     }
     pts
 }

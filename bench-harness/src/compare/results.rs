@@ -253,11 +253,11 @@ impl Summary {
             invalid_runs: runs.iter().filter(|r| !r.load.valid).count(),
             generator_bound_runs: valid.iter().filter(|r| r.load.generator_bound).count(),
             throughput: f(&|r| r.load.throughput),
-            p50_us: f(&|r| r.load.latency.p50 as f64),
-            p95_us: f(&|r| r.load.latency.p95 as f64),
-            p99_us: f(&|r| r.load.latency.p99 as f64),
-            p999_us: f(&|r| r.load.latency.p999 as f64),
-            p99_uncorrected_us: f(&|r| r.load.latency_uncorrected.p99 as f64),
+            p50_us: f(&|r| r.load.latency.p50),
+            p95_us: f(&|r| r.load.latency.p95),
+            p99_us: f(&|r| r.load.latency.p99),
+            p999_us: f(&|r| r.load.latency.p999),
+            p99_uncorrected_us: f(&|r| r.load.latency_uncorrected.p99),
             unreliable_p99_runs: valid
                 .iter()
                 .filter(|r| r.load.unreliable.iter().any(|u| u == "p99"))
@@ -266,7 +266,7 @@ impl Summary {
                 .iter()
                 .filter(|r| r.load.unreliable.iter().any(|u| u == "p99.9"))
                 .count(),
-            max_us: f(&|r| r.load.latency.max as f64),
+            max_us: f(&|r| r.load.latency.max),
             user_us_per_msg: f(&|r| r.server_usage.user_us_per_msg),
             sys_us_per_msg: f(&|r| r.server_usage.sys_us_per_msg),
             peak_rss_kb: f(&|r| r.server_usage.peak_rss_kb as f64),

@@ -136,11 +136,8 @@ pub fn run_thread(
                     // In the histogram, not in `in_window`: throughput
                     // counts answered messages only.
                     if intended >= warm_ns && intended < end_ns {
-                        record(&mut r.latency, deadline.saturating_sub(intended) / 1000);
-                        record(
-                            &mut r.latency_uncorrected,
-                            deadline.saturating_sub(sent) / 1000,
-                        );
+                        record(&mut r.latency, deadline.saturating_sub(intended));
+                        record(&mut r.latency_uncorrected, deadline.saturating_sub(sent));
                     }
                 }
             }
@@ -158,7 +155,7 @@ pub fn run_thread(
                 // Lag during warm-up is the generator settling in, not a
                 // measurement: it neither counts nor invalidates the run.
                 if due >= warm_ns {
-                    record(&mut r.send_lag, (now - due) / 1000);
+                    record(&mut r.send_lag, now - due);
                 }
                 r.sent += 1;
                 next_msg += 1;
@@ -203,8 +200,8 @@ pub fn run_thread(
             let outcome = c.read(&mut buf, size, |intended, sent| {
                 finished += 1;
                 if intended >= warm_ns && intended < end_ns {
-                    record(&mut r.latency, now.saturating_sub(intended) / 1000);
-                    record(&mut r.latency_uncorrected, now.saturating_sub(sent) / 1000);
+                    record(&mut r.latency, now.saturating_sub(intended));
+                    record(&mut r.latency_uncorrected, now.saturating_sub(sent));
                     r.in_window += 1;
                 }
             })?;

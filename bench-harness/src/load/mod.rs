@@ -153,7 +153,7 @@ pub fn unreliable_percentiles(latency: &Percentiles, lag: &Percentiles) -> Vec<S
         ("p99.9", latency.p999, lag.p999),
     ]
     .iter()
-    .filter(|(_, lat, lag)| *lag * 10 > *lat)
+    .filter(|(_, lat, lag)| *lag * 10.0 > *lat)
     .map(|(name, _, _)| name.to_string())
     .collect()
 }
@@ -273,9 +273,9 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadResult> {
         ));
     }
     if let Mode::Open { .. } = cfg.mode {
-        if send_lag.p99 > cfg.lag_limit_us {
+        if send_lag.p99 > cfg.lag_limit_us as f64 {
             invalid.push(format!(
-                "generator fell behind: send lag p99 {} µs > {} µs",
+                "generator fell behind: send lag p99 {:.0} µs > {} µs",
                 send_lag.p99, cfg.lag_limit_us
             ));
         }
