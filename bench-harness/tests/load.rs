@@ -362,10 +362,10 @@ fn compare_runs_end_to_end_and_writes_its_outputs() {
         // The window's edges were sampled: CPU in ns per windowed message
         // (not for a thread-per-connection server, whose threads may exit
         // inside the window and leave the per-thread sum).
+        // (the process CPU clock: a thread-per-connection server's threads
+        // that exit inside the window are counted too).
         let u = &run.server_usage;
-        if run.server != "threads" {
-            assert!(u.window_cpu_ns_per_msg.is_some_and(|v| v > 0.0), "{u:?}");
-        }
+        assert!(u.window_cpu_ns_per_msg.is_some_and(|v| v > 0.0), "{u:?}");
         assert!(u.window_core_busy_ns_per_msg.is_some(), "{u:?}");
         assert!(u.window_steal_pct.is_some_and(|v| v >= 0.0), "{u:?}");
     }
@@ -630,7 +630,6 @@ fn compare_refuses_bad_external_servers() {
     }
 }
 
-/// Checks that a `compare` run succeeded; returns its stdout and results.
 /// The models scenario end to end (needs percore-echo beside the harness,
 /// as `cargo test --workspace` builds it): thread per connection, event
 /// loop and percore at 100, 1,000 and 10,000 connections, one table, one
@@ -638,6 +637,25 @@ fn compare_refuses_bad_external_servers() {
 #[test]
 fn models_compares_three_server_models_at_three_connection_counts() {
     let _serial = serial();
+    // 10,000 connections need over 10,000 fds in this process and in the
+    // server, and 10,000 threads in the thread-per-connection server.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: out-pointer to a live local.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let pids_max = std::fs::read_to_string("/sys/fs/cgroup/pids.max").unwrap_or_default();
+    let pids_ok = pids_max.trim() == "max"
+        || pids_max.trim().is_empty()
+        || pids_max.trim().parse::<u64>().is_ok_and(|n| n > 12_000);
+    assert!(
+        lim.rlim_cur >= 12_000 && pids_ok,
+        "the models test needs RLIMIT_NOFILE >= 12,000 (ulimit -n; .ci/run raises it) and a \
+         pids limit above 12,000: nofile {}, pids.max {:?}",
+        lim.rlim_cur,
+        pids_max.trim()
+    );
     let exe = env!("CARGO_BIN_EXE_bench-harness");
     if !std::path::Path::new(exe)
         .with_file_name("percore-echo")
@@ -666,8 +684,19 @@ fn models_compares_three_server_models_at_three_connection_counts() {
         .unwrap();
     let (stdout, r) = succeeded(&out, &dir);
     let runs: Vec<_> = r.runs.iter().filter(|x| x.scenario == "models").collect();
-    assert_eq!(runs.len(), 9, "3 servers x 3 connection counts");
-    for server in ["threads", "epoll-loop", "percore"] {
+    assert_eq!(runs.len(), 12, "4 servers x 3 connection counts");
+    for server in ["threads", "epoll-loop", "percore", "percore-epoll"] {
+        let light = runs
+            .iter()
+            .find(|x| x.server == server && x.load.conns == 100)
+            .unwrap();
+        assert!(
+            light.load.valid,
+            "{server} at 100 connections: {:?}",
+            light.load.invalid_reason
+        );
+        // Its own peak (the process's is reset before each run).
+        assert!(light.server_usage.peak_rss_kb > 0);
         for conns in [100, 1_000, 10_000] {
             assert!(
                 runs.iter()
@@ -681,7 +710,7 @@ fn models_compares_three_server_models_at_three_connection_counts() {
         "{stdout}"
     );
     assert!(dir.join("models-p99.svg").exists());
-    assert_eq!(r.server_exit.len(), 3);
+    assert_eq!(r.server_exit.len(), 4);
     assert!(
         r.server_exit.iter().all(|e| e.usage.is_some()),
         "{:?}",
@@ -690,6 +719,7 @@ fn models_compares_three_server_models_at_three_connection_counts() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Checks that a `compare` run succeeded; returns its stdout and results.
 fn succeeded(out: &std::process::Output, dir: &std::path::Path) -> (String, Results) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

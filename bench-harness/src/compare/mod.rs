@@ -59,9 +59,10 @@ pub enum Scenario {
     Blocking,
     /// The three server models side by side: a thread per connection
     /// (`threads`), a hand-written event loop (`epoll-loop`) and percore
-    /// (`percore`), at 100, 1,000 and 10,000 connections, open loop at one
-    /// fixed rate (`--models-rate`): p95/p99/p99.9 against server CPU per
-    /// message and peak RSS, one table and `models-p99.svg`. Ignores
+    /// (`percore`, and `percore-epoll`, so that the model and the driver can
+    /// be told apart), at 100, 1,000 and 10,000 connections, open loop at
+    /// one fixed rate (`--models-rate`): p95/p99/p99.9 against server CPU
+    /// per message and peak RSS, one table and `models-p99.svg`. Ignores
     /// `--servers`.
     Models,
 }
@@ -298,6 +299,7 @@ pub fn run(cfg: &CompareConfig) -> io::Result<PathBuf> {
         .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", cfg.out.display())))?;
     let needs_echo = cfg.scenarios.contains(&Scenario::Skew)
         || cfg.scenarios.contains(&Scenario::Blocking)
+        || cfg.scenarios.contains(&Scenario::Models)
         || cfg
             .servers
             .iter()
@@ -402,7 +404,7 @@ fn planned_runs(cfg: &CompareConfig) -> usize {
             Scenario::Sizes => inv * 4 * n * cfg.reps,
             Scenario::Skew => inv * 2 * 2 * cfg.reps,
             Scenario::Blocking => inv * 3 * cfg.reps,
-            Scenario::Models => inv * 3 * 3 * cfg.reps,
+            Scenario::Models => inv * 4 * 3 * cfg.reps,
         })
         .sum()
 }
@@ -492,6 +494,8 @@ impl Runner<'_> {
             server.name,
             rep + 1
         ));
+        // This run's peak RSS is its own, not the process's lifetime peak.
+        process::reset_peak_rss(server.pid());
         let before = server.sample()?;
         // The window's edges, sampled from the generator's first thread.
         let mut cores = self.cfg.layout.server_cores();
@@ -514,6 +518,10 @@ impl Runner<'_> {
             )
         })?;
         let after = server.sample()?;
+        // Let the server finish tearing down this run's connections (a
+        // thread-per-connection server has one thread each to end) before
+        // the next run on the same cores starts its warm-up.
+        server.settle(Duration::from_secs(10));
         let measured = (res.report.throughput * res.report.duration_s) as u64;
         // CPU is sampled over warm-up + window + drain; charge it to every
         // message of the run, not just the window's.
@@ -530,9 +538,8 @@ impl Runner<'_> {
             } else {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             } as f64;
-            // A thread that exited in the window takes its time out of the
-            // per-thread sum: then the figure would be low, so it is left out.
-            usage.window_cpu_ns_per_msg = (b.proc_cpu_ns >= a.proc_cpu_ns)
+            // The process CPU clock: exited threads included.
+            usage.window_cpu_ns_per_msg = (b.proc_cpu_ns >= a.proc_cpu_ns && a.proc_cpu_ns > 0)
                 .then(|| (b.proc_cpu_ns - a.proc_cpu_ns) as f64 / m);
             usage.window_core_busy_ns_per_msg =
                 Some(b.core_busy_ns.saturating_sub(a.core_busy_ns) as f64 / m);
@@ -720,15 +727,18 @@ impl Runner<'_> {
             ServerName::Threads,
             ServerName::EpollLoop,
             ServerName::Percore,
+            ServerName::PercoreEpoll,
         ]
         .iter()
         .map(|&n| Server::start(&spec(n, self.cfg)?, &cores))
         .collect::<io::Result<Vec<_>>>()?;
         let rate = self.cfg.models_rate;
-        for conns in [100usize, 1_000, 10_000] {
+        for (pi, conns) in [100usize, 1_000, 10_000].into_iter().enumerate() {
             let point = format!("conns={conns} {rate:.0}/s");
             for rep in 0..self.cfg.reps {
-                for i in self.order(servers.len(), rep) {
+                // Rows of the balanced design continue across points, so
+                // every server follows every other one over the scenario.
+                for i in self.order(servers.len(), pi * self.cfg.reps + rep) {
                     let lc =
                         self.load_config(&servers[i], Mode::Open { rate }, conns, self.cfg.size);
                     self.measure("models", &point, &servers[i], rep, &lc)?;

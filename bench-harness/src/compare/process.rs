@@ -49,6 +49,8 @@ pub struct Server {
     /// Reaped with `wait4` (std's `Child` does not know): never signal or
     /// wait on its pid again, which may now be another process's.
     reaped: bool,
+    /// Its thread count once ready (before any connection).
+    ready_threads: u64,
 }
 
 /// Stderr lines kept per server, and their length limit.
@@ -125,6 +127,7 @@ impl Server {
             Ready::Announces => wait_for_announce(spec, &mut child)?,
             Ready::Port(port) => wait_for_port(spec, &mut child, port)?,
         };
+        let ready_threads = thread_count(child.id());
         Ok(Server {
             name: spec.name.clone(),
             addr,
@@ -133,6 +136,7 @@ impl Server {
             stalls,
             reader,
             reaped: false,
+            ready_threads,
         })
     }
 
@@ -146,6 +150,28 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (up to `limit`) while the server's thread count is falling
+    /// toward what it had when it became ready: the connections of the run
+    /// that just ended are being torn down (a thread-per-connection server
+    /// ends one thread each). Returns at once for servers at or below that
+    /// count, and after 100 ms without a change for ones that keep extra
+    /// threads (a blocking pool's idle threads).
+    pub fn settle(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        let mut last = thread_count(self.pid());
+        let mut still_since = start;
+        while last > self.ready_threads && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = thread_count(self.pid());
+            if now < last {
+                still_since = std::time::Instant::now();
+            } else if still_since.elapsed() >= Duration::from_millis(100) {
+                return;
+            }
+            last = now;
+        }
     }
 
     pub fn sample(&self) -> io::Result<ProcSample> {
@@ -387,17 +413,7 @@ impl WindowSample {
             at: Some(std::time::Instant::now()),
             ..WindowSample::default()
         };
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for t in tasks.flatten() {
-                if let Ok(st) = std::fs::read_to_string(t.path().join("schedstat")) {
-                    s.proc_cpu_ns += st
-                        .split_whitespace()
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                }
-            }
-        }
+        s.proc_cpu_ns = process_cpu_ns(pid);
         // SAFETY: sysconf with a constant name.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         let to_ns = |ticks: u64| ticks * (1_000_000_000 / hz);
@@ -422,6 +438,44 @@ impl WindowSample {
         }
         s
     }
+}
+
+/// The process's CPU time in ns, all threads including those that already
+/// exited: its CPU-time clock (`clock_getcpuclockid` + `clock_gettime`),
+/// one syscall however many threads it has. (Summing
+/// `/proc/PID/task/*/schedstat` instead lost exited threads and, against a
+/// thread-per-connection server, stalled the generator thread that samples
+/// the window's edges for as long as 10,000 file reads take.) 0 if the clock
+/// cannot be read.
+pub fn process_cpu_ns(pid: u32) -> u64 {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: out-pointer to a live local.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
+        return 0;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: out-pointer to a live local; the clock id came from the call above.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Threads the process has now (`Threads:` in `/proc/PID/status`).
+pub fn thread_count(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| kb_field(&s, "Threads:"))
+        .unwrap_or(0)
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS, so that the
+/// next run's peak is its own (`/proc/PID/clear_refs`, value 5). False if
+/// the kernel refused.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
 fn kb_field(status: &str, key: &str) -> u64 {
@@ -450,6 +504,29 @@ mod tests {
         assert!(
             b.core_busy_ns >= a.core_busy_ns && a.core_busy_ns > 0,
             "{a:?} {b:?}"
+        );
+    }
+
+    #[test]
+    fn process_cpu_counts_threads_that_exited() {
+        let before = process_cpu_ns(std::process::id());
+        // A thread that burns ~30 ms of CPU and exits.
+        std::thread::spawn(|| {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(30) {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
+            std::hint::black_box(x);
+        })
+        .join()
+        .unwrap();
+        let after = process_cpu_ns(std::process::id());
+        assert!(before > 0);
+        assert!(
+            after - before >= 20_000_000,
+            "the exited thread's CPU is in the process clock: {} ns",
+            after - before
         );
     }
 

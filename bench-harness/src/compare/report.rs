@@ -294,18 +294,19 @@ pub fn print_server_exit(results: &Results) {
         return;
     }
     println!(
-        "\n== server processes over their whole life (wait4 rusage: threads that exited \
-         included; stalls from percore-echo's exit counters where printed)"
+        "\n== server processes over their whole life (wait4 rusage when stopped: every run of \
+         the scenario plus start-up, probes, connection set-up and teardown and idle time; \
+         threads that exited included; stalls from percore-echo's exit counters where printed)"
     );
     println!(
-        "{:<10} {:<20} {:>9} {:>9} {:>12} {:>12} {:>10} {:>8}",
+        "{:<10} {:<20} {:>9} {:>9} {:>12} {:>12} {:>11} {:>8}",
         "scenario", "server", "user s", "sys s", "vol. cs", "invol. cs", "max RSS MiB", "stalls"
     );
     for e in &results.server_exit {
         let stalls = e.stalls.map_or_else(|| "–".to_string(), |n| n.to_string());
         match e.usage {
             Some(u) => println!(
-                "{:<10} {:<20} {:>9.2} {:>9.2} {:>12} {:>12} {:>10.1} {:>8}",
+                "{:<10} {:<20} {:>9.2} {:>9.2} {:>12} {:>12} {:>11.1} {:>8}",
                 e.scenario,
                 e.server,
                 u.user_s,
@@ -316,7 +317,7 @@ pub fn print_server_exit(results: &Results) {
                 stalls
             ),
             None => println!(
-                "{:<10} {:<20} {:>9} {:>9} {:>12} {:>12} {:>10} {:>8}",
+                "{:<10} {:<20} {:>9} {:>9} {:>12} {:>12} {:>11} {:>8}",
                 e.scenario, e.server, "–", "–", "–", "–", "–", stalls
             ),
         }
