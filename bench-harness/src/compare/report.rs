@@ -340,7 +340,7 @@ pub fn print_models(results: &Results) {
          (median over valid runs; CPU from the measurement window)"
     );
     println!(
-        "{:<12} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>10}",
+        "{:<14} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>10}",
         "server",
         "point",
         "p95 µs",
@@ -354,7 +354,7 @@ pub fn print_models(results: &Results) {
     for s in rows {
         if !s.enough_valid() {
             println!(
-                "{:<12} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>4}/{:<5}",
+                "{:<14} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>4}/{:<5}",
                 s.server,
                 s.point,
                 "–",
@@ -369,7 +369,7 @@ pub fn print_models(results: &Results) {
             continue;
         }
         println!(
-            "{:<12} {:<22} {:>9.0} {:>9.0} {:>10.0} {:>11} {:>11} {:>12.1} {:>4}/{:<5}",
+            "{:<14} {:<22} {:>9.0} {:>9.0} {:>10.0} {:>11} {:>11} {:>12.1} {:>4}/{:<5}",
             s.server,
             s.point,
             s.p95_us.median,
