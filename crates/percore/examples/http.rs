@@ -233,6 +233,32 @@ fn run_percore(args: &Args, workers: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The next tokio connection; accept errors (out of fds and the like) are
+/// reported and retried after 10 ms, as on percore.
+async fn tokio_accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                let _ = s.set_nodelay(true);
+                return s;
+            }
+            Err(e) => {
+                eprintln!("http: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// One connection served by hyper on tokio.
+async fn serve_tokio(stream: tokio::net::TcpStream) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(io, service_fn(hello))
+        .await;
+}
+
 fn run_tokio_per_core(args: &Args, workers: usize) -> Result<(), String> {
     let (addr, listeners) = listeners(args.listen, workers).map_err(|e| e.to_string())?;
     for (i, std_listener) in listeners.into_iter().enumerate() {
@@ -252,22 +278,7 @@ fn run_tokio_per_core(args: &Args, workers: usize) -> Result<(), String> {
                     let listener =
                         tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
                     loop {
-                        let stream = match listener.accept().await {
-                            Ok((s, _)) => s,
-                            Err(e) => {
-                                eprintln!("http: accept: {e}");
-                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                                continue;
-                            }
-                        };
-                        let _ = stream.set_nodelay(true);
-                        tokio::task::spawn_local(async move {
-                            let io = hyper_util::rt::TokioIo::new(stream);
-                            let _ = http1::Builder::new()
-                                .timer(hyper_util::rt::TokioTimer::new())
-                                .serve_connection(io, service_fn(hello))
-                                .await;
-                        });
+                        tokio::task::spawn_local(serve_tokio(tokio_accept(&listener).await));
                     }
                 });
             })
@@ -290,22 +301,7 @@ fn run_tokio_mt(args: &Args, workers: usize) -> Result<(), String> {
     rt.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
         loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    eprintln!("http: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .serve_connection(io, service_fn(hello))
-                    .await;
-            });
+            tokio::spawn(serve_tokio(tokio_accept(&listener).await));
         }
     });
     announce(addr);

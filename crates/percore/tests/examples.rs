@@ -5,20 +5,21 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn run(name: &str, args: &[&str]) -> String {
+/// The example binary cargo built beside this test.
+fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
         "{} is missing (cargo test builds examples)",
         bin.display()
     );
+    bin
+}
+
+fn run(name: &str, args: &[&str]) -> String {
+    let bin = example(name);
     let mut child = Command::new(&bin)
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -68,14 +69,10 @@ fn file_copy_demo_copies_and_checks() {
 
 #[test]
 fn file_copy_names_its_usage_on_bad_arguments() {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/file_copy");
-    let out = Command::new(bin).args(["one"]).output().unwrap();
+    let out = Command::new(example("file_copy"))
+        .args(["one"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: file_copy SRC DST"));
 }

@@ -53,31 +53,31 @@ mod sealed {
     }
 }
 
-impl sealed::Sealed for TcpStream {
-    fn read_owned(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>> + Send {
-        self.read(buf)
-    }
-    fn write_all_owned(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<(), Vec<u8>>> + Send {
-        self.write_all(buf)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
+/// The same three calls on each stream type.
+macro_rules! compat_stream {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {
+            fn read_owned(
+                &self,
+                buf: Vec<u8>,
+            ) -> impl Future<Output = BufResult<usize, Vec<u8>>> + Send {
+                self.read(buf)
+            }
+            fn write_all_owned(
+                &self,
+                buf: Vec<u8>,
+            ) -> impl Future<Output = BufResult<(), Vec<u8>>> + Send {
+                self.write_all(buf)
+            }
+            fn shutdown_write(&self) -> io::Result<()> {
+                self.shutdown(std::net::Shutdown::Write)
+            }
+        }
+        impl CompatStream for $t {}
+    )*};
 }
-impl CompatStream for TcpStream {}
 
-impl sealed::Sealed for UnixStream {
-    fn read_owned(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>> + Send {
-        self.read(buf)
-    }
-    fn write_all_owned(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<(), Vec<u8>>> + Send {
-        self.write_all(buf)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-}
-impl CompatStream for UnixStream {}
+compat_stream!(TcpStream, UnixStream);
 
 type ReadOp = Pin<Box<dyn Future<Output = BufResult<usize, Vec<u8>>> + Send>>;
 type WriteOp = Pin<Box<dyn Future<Output = BufResult<(), Vec<u8>>> + Send>>;

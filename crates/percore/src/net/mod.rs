@@ -7,6 +7,7 @@
 //!   driver.
 //! - `socket` — an owned non-blocking socket and its epoll registration.
 //! - `sockaddr` — `SocketAddr` and Unix addresses ⇄ `sockaddr_storage`.
+//! - `sockopt` — the IP options and addresses TCP and UDP share.
 //! - `stream_io` — read-exactly and write-all loops shared by the streams.
 //! - `tcp` — `TcpListener`, `TcpStream`.
 //! - `udp` — `UdpSocket`.
@@ -16,6 +17,7 @@ pub(crate) mod addr;
 pub(crate) mod ops;
 pub(crate) mod sockaddr;
 pub(crate) mod socket;
+mod sockopt;
 pub(crate) mod stream_io;
 mod tcp;
 mod udp;

@@ -138,12 +138,12 @@ impl UdpSocket {
 
     /// The local address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        ip_addr(SockRef::from(self.sock.owned()).local_addr()?)
+        self.sock.local_ip_addr()
     }
 
     /// The connected peer's address (`ENOTCONN` if not connected).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        ip_addr(SockRef::from(self.sock.owned()).peer_addr()?)
+        self.sock.peer_ip_addr()
     }
 
     /// Sets `SO_BROADCAST`.
@@ -158,20 +158,12 @@ impl UdpSocket {
 
     /// Sets `IP_TTL` (IPv4) or `IPV6_UNICAST_HOPS` (IPv6).
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let s = SockRef::from(self.sock.owned());
-        match self.local_addr()? {
-            SocketAddr::V4(_) => s.set_ttl_v4(ttl),
-            SocketAddr::V6(_) => s.set_unicast_hops_v6(ttl),
-        }
+        self.sock.set_ttl(ttl)
     }
 
     /// Reads the TTL (hop limit on IPv6).
     pub fn ttl(&self) -> io::Result<u32> {
-        let s = SockRef::from(self.sock.owned());
-        match self.local_addr()? {
-            SocketAddr::V4(_) => s.ttl_v4(),
-            SocketAddr::V6(_) => s.unicast_hops_v6(),
-        }
+        self.sock.ttl()
     }
 
     /// Sets `SO_RCVBUF` (the kernel doubles it and applies its limits).
@@ -183,11 +175,6 @@ impl UdpSocket {
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
         SockRef::from(self.sock.owned()).set_send_buffer_size(bytes)
     }
-}
-
-fn ip_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
-    a.as_socket()
-        .ok_or_else(|| io::Error::other("socket has no IP address"))
 }
 
 impl AsRawFd for UdpSocket {

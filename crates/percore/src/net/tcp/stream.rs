@@ -237,20 +237,12 @@ impl TcpStream {
 
     /// Sets `IP_TTL` (IPv4) or `IPV6_UNICAST_HOPS` (IPv6).
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let s = SockRef::from(self.sock.owned());
-        match self.local_addr()? {
-            SocketAddr::V4(_) => s.set_ttl_v4(ttl),
-            SocketAddr::V6(_) => s.set_unicast_hops_v6(ttl),
-        }
+        self.sock.set_ttl(ttl)
     }
 
     /// Reads the TTL (hop limit on IPv6).
     pub fn ttl(&self) -> io::Result<u32> {
-        let s = SockRef::from(self.sock.owned());
-        match self.local_addr()? {
-            SocketAddr::V4(_) => s.ttl_v4(),
-            SocketAddr::V6(_) => s.unicast_hops_v6(),
-        }
+        self.sock.ttl()
     }
 
     /// Shuts down the read, write or both halves (`shutdown(2)`; it does not
@@ -271,18 +263,13 @@ impl TcpStream {
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        sock_addr(SockRef::from(self.sock.owned()).local_addr()?)
+        self.sock.local_ip_addr()
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        sock_addr(SockRef::from(self.sock.owned()).peer_addr()?)
+        self.sock.peer_ip_addr()
     }
-}
-
-fn sock_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
-    a.as_socket()
-        .ok_or_else(|| io::Error::other("socket has no IP address"))
 }
 
 impl AsRawFd for TcpStream {
