@@ -34,6 +34,14 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Blocking the caller is wrong on a worker: it would stall that worker.
+fn not_on_a_worker(what: &str) {
+    assert!(
+        context::with_worker(|_| ()).is_none(),
+        "Runtime::{what} called from a percore worker: await the future instead"
+    );
+}
+
 impl Runtime {
     /// A builder with the defaults.
     pub fn builder() -> Builder {
@@ -59,19 +67,8 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        assert!(
-            context::with_worker(|_| ()).is_none(),
-            "Runtime::block_on called from a percore worker: await the future instead"
-        );
-        let handle = self.shared.spawn_on(0, future);
-        match wait(handle) {
-            Ok(v) => v,
-            Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
-            Err(e) => match self.shared.failure() {
-                Some(cause) => panic!("Runtime::block_on: {e}: the runtime stopped ({cause})"),
-                None => panic!("Runtime::block_on: {e} (the runtime shut down)"),
-            },
-        }
+        not_on_a_worker("block_on");
+        self.wait_for(self.shared.spawn_on(0, future), "block_on")
     }
 
     /// Like [`block_on`](Self::block_on) for a future that is not `Send`:
@@ -106,19 +103,19 @@ impl Runtime {
         F: Future + 'static,
         F::Output: Send + 'static,
     {
-        assert!(
-            context::with_worker(|_| ()).is_none(),
-            "Runtime::block_on_local called from a percore worker: await the future instead"
-        );
-        let handle = self.shared.spawn_local_on(0, make);
+        not_on_a_worker("block_on_local");
+        self.wait_for(self.shared.spawn_local_on(0, make), "block_on_local")
+    }
+
+    /// Blocks the caller until `handle`'s task ends; resumes its panic, or
+    /// panics naming why the runtime stopped first.
+    fn wait_for<T>(&self, handle: JoinHandle<T>, what: &str) -> T {
         match wait(handle) {
             Ok(v) => v,
             Err(e) if e.is_panic() => resume_unwind(e.into_panic()),
             Err(e) => match self.shared.failure() {
-                Some(cause) => {
-                    panic!("Runtime::block_on_local: {e}: the runtime stopped ({cause})")
-                }
-                None => panic!("Runtime::block_on_local: {e} (the runtime shut down)"),
+                Some(cause) => panic!("Runtime::{what}: {e}: the runtime stopped ({cause})"),
+                None => panic!("Runtime::{what}: {e} (the runtime shut down)"),
             },
         }
     }
