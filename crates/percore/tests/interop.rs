@@ -304,3 +304,39 @@ fn dropping_compat_without_flush_still_sends_what_it_took() {
         assert!(got == data);
     });
 }
+
+#[test]
+fn a_runtime_dropped_with_a_compat_write_in_flight_shuts_down() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let _w = watchdog("interop_compat_shutdown", 30);
+    let rt = runtime(1, 64);
+    let started = std::sync::Arc::new(AtomicBool::new(false));
+    let s2 = started.clone();
+    let (peer_tx, peer_rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let (a, b) = tcp_pair().await;
+        a.set_send_buffer_size(4096).unwrap();
+        b.set_recv_buffer_size(4096).unwrap();
+        // The peer never reads: the adapter's write stays in flight.
+        peer_tx.send(b).unwrap();
+        let mut w = Compat::new(a);
+        let data = vec![1u8; 1 << 20];
+        let _ = std::future::poll_fn(|cx| w.poll_write_bytes(cx, &data)).await;
+        s2.store(true, SeqCst);
+        // Dropped here with the write in flight: its finishing task waits
+        // for a peer that never reads.
+        drop(w);
+        std::future::pending::<()>().await;
+    });
+    let _peer = peer_rx.recv().unwrap();
+    while !started.load(SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = std::time::Instant::now();
+    drop(rt);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+}
