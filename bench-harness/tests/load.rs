@@ -1062,3 +1062,53 @@ fn blocking_scenario_counts_the_stalls_of_inline_calls_only() {
     assert_eq!(r.runs.len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The models table reports no tail for a point without valid runs, but
+/// still its peak RSS (memory does not depend on the generator's lag),
+/// marked `*`.
+#[test]
+fn models_table_keeps_the_memory_of_a_point_without_valid_runs() {
+    let _serial = serial();
+    let f = Arc::new(Faults::default());
+    let addr = echo_server(f);
+    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
+        .unwrap()
+        .report;
+    let run = |server: &str, valid: bool, rss_kb: u64| {
+        let mut load = report.clone();
+        load.valid = valid;
+        load.invalid_reason = (!valid).then(|| "test: generator fell behind".to_string());
+        RunRecord {
+            scenario: "models".into(),
+            point: "conns=10000 20000/s".into(),
+            server: server.into(),
+            layout: "pinned".into(),
+            invocation: 1,
+            repetition: 1,
+            load,
+            server_usage: ServerUsage {
+                peak_rss_kb: rss_kb,
+                ..ServerUsage::default()
+            },
+            hgrm: None,
+        }
+    };
+    let mut results = results_of(
+        vec![
+            run("threads", false, 200 * 1024),
+            run("threads", false, 220 * 1024),
+            run("percore", true, 100 * 1024),
+            run("percore", true, 104 * 1024),
+        ],
+        None,
+    );
+    results.summarize();
+    let table = bench_harness::compare::report::models_table(&results);
+    let threads = table.lines().find(|l| l.starts_with("threads")).unwrap();
+    assert!(
+        threads.contains("220.0*") && threads.contains("0/2"),
+        "{table}"
+    );
+    let percore = table.lines().find(|l| l.starts_with("percore")).unwrap();
+    assert!(percore.contains("2/2") && !percore.contains('*'), "{table}");
+}

@@ -327,19 +327,29 @@ pub fn print_server_exit(results: &Results) {
 /// The `models` scenario as one table: per server and connection count,
 /// the tail against what it cost (window CPU per message, peak RSS).
 pub fn print_models(results: &Results) {
+    print!("{}", models_table(results));
+}
+
+/// The `models` table as text (empty without models runs).
+pub fn models_table(results: &Results) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let rows: Vec<_> = results
         .summaries
         .iter()
         .filter(|s| s.scenario == "models")
         .collect();
     if rows.is_empty() {
-        return;
+        return out;
     }
-    println!(
+    let _ = writeln!(
+        out,
         "\n== models: thread per connection vs event loop vs percore, open loop at one rate \
-         (median over valid runs; CPU from the measurement window)"
+         (median over valid runs; CPU from the measurement window; `*`: peak RSS over all runs \
+         of a point with too few valid ones)"
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<14} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>10}",
         "server",
         "point",
@@ -353,7 +363,22 @@ pub fn print_models(results: &Results) {
     );
     for s in rows {
         if !s.enough_valid() {
-            println!(
+            // The tail is not reported without valid runs, but memory does
+            // not depend on the generator's lag: the peak RSS over all of
+            // this point's runs, marked `*`.
+            let rss = results
+                .runs
+                .iter()
+                .filter(|r| r.scenario == s.scenario && r.point == s.point && r.server == s.server)
+                .map(|r| r.server_usage.peak_rss_kb)
+                .max()
+                .filter(|&kb| kb > 0)
+                .map_or_else(
+                    || "–".to_string(),
+                    |kb| format!("{:.1}*", kb as f64 / 1024.0),
+                );
+            let _ = writeln!(
+                out,
                 "{:<14} {:<22} {:>9} {:>9} {:>10} {:>11} {:>11} {:>12} {:>4}/{:<5}",
                 s.server,
                 s.point,
@@ -362,13 +387,14 @@ pub fn print_models(results: &Results) {
                 "–",
                 "–",
                 "–",
-                "–",
+                rss,
                 s.valid_runs(),
                 s.runs
             );
             continue;
         }
-        println!(
+        let _ = writeln!(
+            out,
             "{:<14} {:<22} {:>9.0} {:>9.0} {:>10.0} {:>11} {:>11} {:>12.1} {:>4}/{:<5}",
             s.server,
             s.point,
@@ -382,6 +408,7 @@ pub fn print_models(results: &Results) {
             s.runs
         );
     }
+    out
 }
 
 pub fn print_capacity(results: &Results, slo_p99_us: f64) {
