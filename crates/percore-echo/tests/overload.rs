@@ -147,6 +147,13 @@ fn blocking_every_message_inline_or_offloaded_still_echoes_every_byte() {
         let mut s = connect(server.addr);
         for i in 0..40u32 {
             assert!(echoes(&mut s, &i.to_le_bytes()), "message {i}");
+            // A pause before the next message, so that the server's read
+            // after each echo finds nothing and its poll ends there: one
+            // blocking call per poll at most. (Without it, on epoll the
+            // next message could already be there and one poll echoed
+            // many, with all their blocking calls: a clean-clone CI run saw
+            // 20 inline calls in 6 polls, 2 stalls.)
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         drop(s);
         let err = server.stop();
