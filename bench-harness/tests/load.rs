@@ -240,11 +240,7 @@ fn a_refused_connection_is_a_clear_error() {
 #[test]
 fn results_json_round_trips_through_its_schema() {
     let _serial = serial();
-    let f = Arc::new(Faults::default());
-    let addr = echo_server(f);
-    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
-        .unwrap()
-        .report;
+    let report = real_open_report();
     let mut results = Results {
         schema_version: SCHEMA_VERSION,
         started_unix_s: 1,
@@ -722,6 +718,37 @@ fn models_compares_three_server_models_at_three_connection_counts() {
 }
 
 /// Checks that a `compare` run succeeded; returns its stdout and results.
+/// A real open-loop report (500 msg/s for 0.3 s against the in-process
+/// echo server), for tests that then set the figures they check.
+fn real_open_report() -> load::LoadReport {
+    let addr = echo_server(Arc::new(Faults::default()));
+    load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
+        .unwrap()
+        .report
+}
+
+/// A run record of `load` at `scenario`/`point` for `server`.
+fn record(
+    scenario: &str,
+    point: &str,
+    server: &str,
+    repetition: usize,
+    load: load::LoadReport,
+    server_usage: ServerUsage,
+) -> RunRecord {
+    RunRecord {
+        scenario: scenario.into(),
+        point: point.into(),
+        server: server.into(),
+        layout: "pinned".into(),
+        invocation: 1,
+        repetition,
+        load,
+        server_usage,
+        hgrm: None,
+    }
+}
+
 fn succeeded(out: &std::process::Output, dir: &std::path::Path) -> (String, Results) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -856,27 +883,20 @@ fn results_of(runs: Vec<RunRecord>, slo_p99_us: Option<f64>) -> Results {
 #[test]
 fn sweep_capacity_is_the_last_rate_before_the_first_miss() {
     let _serial = serial();
-    let f = Arc::new(Faults::default());
-    let addr = echo_server(f);
-    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
-        .unwrap()
-        .report;
+    let report = real_open_report();
     let run = |server: &str, rate: u32, p99: u64, p999: u64, valid: bool| {
         let mut load = report.clone();
         load.latency.p99 = p99 as f64;
         load.latency.p999 = p999 as f64;
         load.valid = valid;
-        RunRecord {
-            scenario: "sweep".into(),
-            point: format!("{rate}/s"),
-            server: server.into(),
-            layout: "pinned".into(),
-            invocation: 1,
-            repetition: 1,
+        record(
+            "sweep",
+            &format!("{rate}/s"),
+            server,
+            1,
             load,
-            server_usage: ServerUsage::default(),
-            hgrm: None,
-        }
+            ServerUsage::default(),
+        )
     };
     let mut results = results_of(
         vec![
@@ -920,27 +940,13 @@ fn sweep_capacity_is_the_last_rate_before_the_first_miss() {
 #[test]
 fn an_invalid_run_does_not_move_a_median() {
     let _serial = serial();
-    let f = Arc::new(Faults::default());
-    let addr = echo_server(f);
-    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
-        .unwrap()
-        .report;
+    let report = real_open_report();
     let run = |p99: u64, valid: bool, rep: usize| {
         let mut load = report.clone();
         load.latency.p99 = p99 as f64;
         load.valid = valid;
         load.invalid_reason = (!valid).then(|| "test: generator fell behind".to_string());
-        RunRecord {
-            scenario: "latency".into(),
-            point: "50%".into(),
-            server: "s".into(),
-            layout: "pinned".into(),
-            invocation: 1,
-            repetition: rep,
-            load,
-            server_usage: ServerUsage::default(),
-            hgrm: None,
-        }
+        record("latency", "50%", "s", rep, load, ServerUsage::default())
     };
     let mut results = results_of(
         vec![
@@ -1069,29 +1075,16 @@ fn blocking_scenario_counts_the_stalls_of_inline_calls_only() {
 #[test]
 fn models_table_keeps_the_memory_of_a_point_without_valid_runs() {
     let _serial = serial();
-    let f = Arc::new(Faults::default());
-    let addr = echo_server(f);
-    let report = load::run(&cfg(addr, Mode::Open { rate: 500.0 }, 0.3))
-        .unwrap()
-        .report;
+    let report = real_open_report();
     let run = |server: &str, valid: bool, rss_kb: u64| {
         let mut load = report.clone();
         load.valid = valid;
         load.invalid_reason = (!valid).then(|| "test: generator fell behind".to_string());
-        RunRecord {
-            scenario: "models".into(),
-            point: "conns=10000 20000/s".into(),
-            server: server.into(),
-            layout: "pinned".into(),
-            invocation: 1,
-            repetition: 1,
-            load,
-            server_usage: ServerUsage {
-                peak_rss_kb: rss_kb,
-                ..ServerUsage::default()
-            },
-            hgrm: None,
-        }
+        let usage = ServerUsage {
+            peak_rss_kb: rss_kb,
+            ..ServerUsage::default()
+        };
+        record("models", "conns=10000 20000/s", server, 1, load, usage)
     };
     let mut results = results_of(
         vec![

@@ -134,7 +134,9 @@ pub fn write_all(
             }),
         }
     }
-    if !models.is_empty() {
+    // Drawn whenever the scenario ran, with empty axes if no point had
+    // enough valid runs (the table says why).
+    if results.summaries.iter().any(|s| s.scenario == "models") {
         let svg = chart(
             "p99 vs connections at one open-loop rate (models)",
             "log10(connections)",

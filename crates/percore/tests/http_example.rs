@@ -77,10 +77,6 @@ impl Server {
 
     /// SIGTERM, and the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
-        self.stop_inner()
-    }
-
-    fn stop_inner(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         for _ in 0..100 {

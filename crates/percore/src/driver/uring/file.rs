@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types};
 
-use super::ops::cqe_result;
+use super::ops::{cqe_result, BufData};
 use crate::driver::buf::{IoBuf, IoBufMut};
 use crate::driver::op::{Op, OpData};
 use crate::net::socket::Socket as Fd;
@@ -58,20 +58,12 @@ pub(crate) async fn open(path: CString, flags: i32, mode: u32) -> io::Result<Own
     Ok(unsafe { OwnedFd::from_raw_fd(n as RawFd) })
 }
 
-/// A buffer and the file it moves through.
-struct FileBuf<B> {
-    buf: B,
-    _file: Fd,
-}
-
-impl<B: 'static> OpData for FileBuf<B> {}
-
 /// Reads into `buf[0..bytes_total]` from offset `pos`.
 pub(crate) async fn read_at<B: IoBufMut>(file: &Fd, buf: B, pos: u64) -> (io::Result<usize>, B) {
     let fd = file.raw();
-    let data = FileBuf {
+    let data = BufData {
         buf,
-        _file: file.clone(),
+        _socket: file.clone(),
     };
     let op = Op::new(data, |d| {
         let len = u32::try_from(d.buf.bytes_total()).unwrap_or(u32::MAX);
@@ -92,9 +84,9 @@ pub(crate) async fn read_at<B: IoBufMut>(file: &Fd, buf: B, pos: u64) -> (io::Re
 /// Writes `buf[0..bytes_init]` (possibly only part of it) at offset `pos`.
 pub(crate) async fn write_at<B: IoBuf>(file: &Fd, buf: B, pos: u64) -> (io::Result<usize>, B) {
     let fd = file.raw();
-    let data = FileBuf {
+    let data = BufData {
         buf,
-        _file: file.clone(),
+        _socket: file.clone(),
     };
     let op = Op::new(data, |d| {
         let len = u32::try_from(d.buf.bytes_init()).unwrap_or(u32::MAX);

@@ -82,10 +82,11 @@ pub(crate) async fn connect(socket: Socket, addr: Box<RawAddr>) -> io::Result<So
     Ok(c.data.socket)
 }
 
-/// A buffer and the socket a recv or send moves it through.
+/// A buffer and the socket (or file) a recv, send, read or write moves it
+/// through.
 pub(crate) struct BufData<B> {
-    buf: B,
-    _socket: Socket,
+    pub(crate) buf: B,
+    pub(crate) _socket: Socket,
 }
 
 impl<B: 'static> OpData for BufData<B> {}
