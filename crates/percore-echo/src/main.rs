@@ -181,7 +181,8 @@ fn run(args: &Args) -> Result<(), String> {
     for (i, m) in rt.metrics().iter().enumerate() {
         eprintln!(
             "percore-echo: runtime counters, worker {i}: {} polls, {} enters, {} parks, {} SQEs, {} CQEs, \
-             {} remote wakes, {} steals ({} tasks), {} user panics, {} stalls",
+             {} remote wakes, {} steals ({} tasks), {} user panics, {} stalls, \
+             {} recv arms, {} recv fallbacks",
             m.polls,
             m.enters,
             m.parks,
@@ -191,7 +192,9 @@ fn run(args: &Args) -> Result<(), String> {
             m.steals,
             m.stolen_tasks,
             m.user_panics,
-            m.stalls
+            m.stalls,
+            m.recv_arms,
+            m.recv_fallbacks
         );
     }
     rt.shutdown_timeout(Duration::from_secs(2));

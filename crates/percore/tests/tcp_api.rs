@@ -163,3 +163,23 @@ fn write_vectored_gathers_buffers_in_order_and_gives_them_back() {
         assert!(n > 0 && n < 8 << 20, "{n}");
     });
 }
+
+/// A connection's task holds its `write_all` future for as long as it
+/// lives, so that future must not carry the larger zero-copy machinery it
+/// does not use. (It did: both went through one function with a flag, and
+/// `write_all`'s future was as large as `write_all_zc`'s.)
+#[test]
+fn write_all_future_is_smaller_than_the_zero_copy_one() {
+    let _w = watchdog("tcp api sizes", 60);
+    let rt = runtime(1, 64);
+    rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let plain = std::mem::size_of_val(&s.write_all(Vec::<u8>::new()));
+        let zc = std::mem::size_of_val(&s.write_all_zc(Vec::<u8>::new()));
+        assert!(
+            plain < zc,
+            "write_all's future is {plain} bytes, write_all_zc's {zc}"
+        );
+    });
+}

@@ -160,16 +160,10 @@ impl TcpStream {
 
     /// Writes all of `buf`'s initialized bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        self.write_all_by(buf, false).await
-    }
-
-    /// `write_all` through `write` or, with `zc`, `write_zc`.
-    async fn write_all_by<B: IoBuf>(&self, buf: B, zc: bool) -> BufResult<(), B> {
-        if zc {
-            stream_io::write_all(buf, "connection", |s| self.write_zc(s)).await
-        } else {
-            stream_io::write_all(buf, "connection", |s| self.write(s)).await
-        }
+        // Not shared with `write_all_zc` through a flag: the future would
+        // then be as large as the zero-copy one (a connection's task holds
+        // it for its whole life).
+        stream_io::write_all(buf, "connection", |s| self.write(s)).await
     }
 
     /// Like [`write`](Self::write), but the kernel sends from `buf`'s
@@ -185,7 +179,7 @@ impl TcpStream {
 
     /// Writes all of `buf`'s initialized bytes with [`write_zc`](Self::write_zc).
     pub async fn write_all_zc<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        self.write_all_by(buf, true).await
+        stream_io::write_all(buf, "connection", |s| self.write_zc(s)).await
     }
 
     /// Reads until `buf` is full (`bytes_total` bytes), or fails with
