@@ -116,6 +116,11 @@ pub struct WorkerMetrics {
     pub zc_notifs: Counter,
     /// Polls longer than the stall threshold (`Builder::stall_threshold`).
     pub stalls: Counter,
+    /// Times a task was made to yield because it had taken its budget of
+    /// ready I/O results (128) in one poll: a loop whose resource never
+    /// made it wait (a full accept backlog, a socket with data queued, a
+    /// full channel) letting the worker's other tasks run.
+    pub budget_yields: Counter,
     /// How long each task poll took.
     pub poll_time: Histogram,
     /// Loop lag: from a task's wake (or spawn) to the start of its poll.
@@ -189,6 +194,8 @@ pub struct MetricsSnapshot {
     pub zc_notifs: u64,
     /// See [`WorkerMetrics::stalls`].
     pub stalls: u64,
+    /// See [`WorkerMetrics::budget_yields`].
+    pub budget_yields: u64,
     /// See [`WorkerMetrics::poll_time`].
     pub poll_time: HistogramSnapshot,
     /// See [`WorkerMetrics::loop_lag`].
@@ -235,6 +242,7 @@ impl WorkerMetrics {
             recv_fallbacks: self.recv_fallbacks.get(),
             zc_notifs: self.zc_notifs.get(),
             stalls: self.stalls.get(),
+            budget_yields: self.budget_yields.get(),
             poll_time: self.poll_time.snapshot(),
             loop_lag: self.loop_lag.snapshot(),
             live_tasks: self.live_tasks.get(),

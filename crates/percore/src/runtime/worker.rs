@@ -31,6 +31,7 @@ use crate::metrics::WorkerMetrics;
 use crate::sched::mail::Mail;
 use crate::sched::primitives::lock;
 use crate::sched::{steal, Remote};
+use crate::task::coop;
 use crate::task::join::JoinHandle;
 use crate::task::raw::{RunResult, Task};
 use crate::time::timers::Timers;
@@ -63,6 +64,8 @@ pub(crate) struct Worker {
     /// The last clock reading of this worker's loop (before a batch of
     /// wakers, at each poll's end): the wake time of tasks woken on it.
     pub(crate) now: Cell<Instant>,
+    /// Ready results the task being polled may still take (`task/coop.rs`).
+    pub(crate) budget: Cell<u32>,
 }
 
 type Dead = Released;
@@ -89,6 +92,7 @@ impl Worker {
             tasks_marked: Cell::new(false),
             stall_log: StallLog::default(),
             now: Cell::new(Instant::now()),
+            budget: Cell::new(coop::BUDGET),
         }
     }
 
@@ -279,6 +283,7 @@ impl Worker {
             self.metrics.polls.bump();
             let lag = self.shared.ns_at(start).saturating_sub(task.woken_at());
             self.metrics.loop_lag.record(Duration::from_nanos(lag));
+            self.budget.set(coop::BUDGET);
             let ran = task.run();
             let end = Instant::now();
             self.now.set(end);

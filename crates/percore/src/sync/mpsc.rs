@@ -296,7 +296,15 @@ impl<T> Receiver<T> {
     }
 
     /// [`recv`](Self::recv) as a poll function.
+    ///
+    /// A receive that finds a message counts against the task's budget of
+    /// ready results per poll: a loop over a full channel yields to the
+    /// worker's other tasks every so often instead of holding the core.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        crate::task::coop::budgeted(cx, |cx| self.poll_recv_now(cx))
+    }
+
+    fn poll_recv_now(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut st = self.chan.lock();
         if let Some(v) = st.queue.pop_front() {
             let next = grant_room(&mut st);

@@ -1,9 +1,11 @@
 //! Tasks: the task record (`raw`) with its typed future and output
 //! (`body`), its state machine (`state`), its wakers (`waker`), the join
-//! handle (`join`), and the spawn functions.
+//! handle (`join`), the spawn functions, and the cooperative budget
+//! (`coop`).
 
 pub(crate) mod body;
 mod builder;
+pub(crate) mod coop;
 pub(crate) mod join;
 mod join_set;
 pub(crate) mod raw;

@@ -18,6 +18,7 @@ use crate::net::socket::Socket;
 use crate::runtime::context;
 use crate::sched::mail::Mail;
 use crate::sched::registry;
+use crate::task::coop;
 
 fn with_epoll<R>(f: impl FnOnce(&mut super::Driver) -> R) -> R {
     context::with_worker(|w| {
@@ -67,6 +68,9 @@ async fn retry<T>(
     interest: Interest,
     mut attempt: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
+    // A syscall that succeeds at once never makes the task wait: take
+    // turns with the worker's other tasks (`task/coop.rs`).
+    std::future::poll_fn(|cx| coop::poll_budget(cx)).await;
     let fd = sock.raw();
     loop {
         let moved = context::with_worker(|w| -> io::Result<_> {
@@ -101,7 +105,10 @@ async fn retry<T>(
                 .await
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            r => return r,
+            r => {
+                coop::consume();
+                return r;
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::driver::op::OpData;
 use crate::driver::IoDriver;
 use crate::net::socket::Socket;
 use crate::runtime::context;
+use crate::task::coop;
 
 /// Accepted connections queued per listener before the driver cancels the
 /// multishot op; the rest wait in the kernel's backlog until the queue is
@@ -66,6 +67,15 @@ impl MultiAccept {
     /// is not available here (an epoll worker, an old kernel, not on a
     /// worker); the caller accepts one connection the single-shot way.
     pub(crate) fn poll_accept(
+        &self,
+        sock: &Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<OwnedFd>>> {
+        // A full backlog is always ready: take turns (`task/coop.rs`).
+        coop::budgeted(cx, |cx| self.poll_accept_now(sock, cx))
+    }
+
+    fn poll_accept_now(
         &self,
         sock: &Socket,
         cx: &mut Context<'_>,

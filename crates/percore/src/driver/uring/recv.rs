@@ -40,6 +40,7 @@ use crate::driver::op::OpData;
 use crate::driver::IoDriver;
 use crate::net::socket::Socket;
 use crate::runtime::context;
+use crate::task::coop;
 
 /// Received chunks queued per stream before the driver cancels its
 /// multishot recv: 32, or an eighth of the pool if that is less, so a few
@@ -122,6 +123,11 @@ impl MultiRecv {
         sock: &Socket,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<RecvBuf>> {
+        // Queued chunks are always ready: take turns (`task/coop.rs`).
+        coop::budgeted(cx, |cx| self.poll_recv_now(sock, cx))
+    }
+
+    fn poll_recv_now(&self, sock: &Socket, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
         self.used.store(true, Relaxed);
         let mut s = self.lock();
         if let Some(p) = s.partial.pop_front() {
