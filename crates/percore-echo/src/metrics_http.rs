@@ -102,6 +102,12 @@ pub fn render(src: &Sources) -> String {
     );
     counter(
         &mut reg,
+        "percore_budget_yields",
+        "Task polls ended because the task had taken its budget of ready I/O results",
+        &|m| m.budget_yields,
+    );
+    counter(
+        &mut reg,
         "percore_enters",
         "io_uring_enter (or epoll_wait) calls",
         &|m| m.enters,

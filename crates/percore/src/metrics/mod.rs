@@ -116,8 +116,8 @@ pub struct WorkerMetrics {
     pub zc_notifs: Counter,
     /// Polls longer than the stall threshold (`Builder::stall_threshold`).
     pub stalls: Counter,
-    /// Times a task was made to yield because it had taken its budget of
-    /// ready I/O results (128) in one poll: a loop whose resource never
+    /// Task polls that ended because the task had taken its budget of
+    /// ready I/O results (128) in that poll: a loop whose resource never
     /// made it wait (a full accept backlog, a socket with data queued, a
     /// full channel) letting the worker's other tasks run.
     pub budget_yields: Counter,

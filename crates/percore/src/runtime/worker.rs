@@ -64,8 +64,11 @@ pub(crate) struct Worker {
     /// The last clock reading of this worker's loop (before a batch of
     /// wakers, at each poll's end): the wake time of tasks woken on it.
     pub(crate) now: Cell<Instant>,
-    /// Ready results the task being polled may still take (`task/coop.rs`).
+    /// Ready results the task being polled may still take (`task/coop.rs`);
+    /// `coop::UNLIMITED` outside a task poll.
     pub(crate) budget: Cell<u32>,
+    /// The task being polled was refused a result for want of budget.
+    pub(crate) budget_refused: Cell<bool>,
 }
 
 type Dead = Released;
@@ -92,7 +95,8 @@ impl Worker {
             tasks_marked: Cell::new(false),
             stall_log: StallLog::default(),
             now: Cell::new(Instant::now()),
-            budget: Cell::new(coop::BUDGET),
+            budget: Cell::new(coop::UNLIMITED),
+            budget_refused: Cell::new(false),
         }
     }
 
@@ -285,6 +289,10 @@ impl Worker {
             self.metrics.loop_lag.record(Duration::from_nanos(lag));
             self.budget.set(coop::BUDGET);
             let ran = task.run();
+            self.budget.set(coop::UNLIMITED);
+            if self.budget_refused.replace(false) {
+                self.metrics.budget_yields.bump();
+            }
             let end = Instant::now();
             self.now.set(end);
             let took = end.saturating_duration_since(start);

@@ -192,8 +192,17 @@ impl<T> Unpin for Send<'_, T> {}
 impl<T> Future for Send<'_, T> {
     type Output = Result<(), SendError<T>>;
 
+    /// A send that finds room counts against the task's budget of ready
+    /// results, as a receive does: a producer loop into a channel with room
+    /// takes turns with the worker's other tasks.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
+        crate::task::coop::budgeted(cx, |_| true, |cx| self.poll_now(cx))
+    }
+}
+
+impl<T> Send<'_, T> {
+    fn poll_now(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
+        let this = self;
         let mut st = this.chan.lock();
         let value = this.value.take().expect("Send polled after completion");
         if !st.receiver_alive {
@@ -301,7 +310,7 @@ impl<T> Receiver<T> {
     /// ready results per poll: a loop over a full channel yields to the
     /// worker's other tasks every so often instead of holding the core.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        crate::task::coop::budgeted(cx, |cx| self.poll_recv_now(cx))
+        crate::task::coop::budgeted(cx, |_| true, |cx| self.poll_recv_now(cx))
     }
 
     fn poll_recv_now(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {

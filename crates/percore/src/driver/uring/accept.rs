@@ -72,7 +72,9 @@ impl MultiAccept {
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<OwnedFd>>> {
         // A full backlog is always ready: take turns (`task/coop.rs`).
-        coop::budgeted(cx, |cx| self.poll_accept_now(sock, cx))
+        // `Ready(None)` hands the caller over to a single-shot accept,
+        // which is budgeted itself.
+        coop::budgeted(cx, Option::is_some, |cx| self.poll_accept_now(sock, cx))
     }
 
     fn poll_accept_now(

@@ -124,7 +124,7 @@ impl MultiRecv {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<RecvBuf>> {
         // Queued chunks are always ready: take turns (`task/coop.rs`).
-        coop::budgeted(cx, |cx| self.poll_recv_now(sock, cx))
+        coop::budgeted(cx, |_| true, |cx| self.poll_recv_now(sock, cx))
     }
 
     fn poll_recv_now(&self, sock: &Socket, cx: &mut Context<'_>) -> Poll<io::Result<RecvBuf>> {
