@@ -7,8 +7,10 @@
 //!   thread-per-core, blocking threads).
 //! - `compare` — the comparison runner: servers as pinned child processes,
 //!   alternating runs, medians, results.json, .hgrm files and SVG plots.
+//! - `agent` — the server host's CPU sampler for two-host runs.
 //! - `hist` — histogram helpers.
 
+pub mod agent;
 pub mod compare;
 pub mod hist;
 pub mod load;

@@ -4,12 +4,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bench_harness::compare::process::WindowSample;
 use bench_harness::compare::{self, CompareConfig, Layout, Scenario, ServerName};
 use bench_harness::hist::percentile_distribution;
 use bench_harness::load::schedule::Arrivals;
-use bench_harness::load::{self, LoadConfig, Mode};
+use bench_harness::load::{self, LoadConfig, Mode, WindowHook};
 use bench_harness::serve::{self, ServerKind};
 use clap::{Args, Parser, Subcommand};
 
@@ -32,11 +34,23 @@ enum Cmd {
     Serve(ServeArgs),
     /// Compare servers: the main job (about 5 minutes with the defaults).
     Compare(CompareArgs),
+    /// Serve CPU samples of a server on this host to a `load` on another
+    /// (`load --agent`); runs until killed.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// Address to listen on (port 0 picks one; printed as `agent listening
+    /// on ADDR`). Use an address only the generator's host can reach.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
 struct LoadArgs {
-    /// Echo server address (loopback only).
+    /// Echo server address: on this host, or on another one (then sample
+    /// its CPU with `--agent`; see docs/benchmarks.md, "Two hosts").
     #[arg(long)]
     addr: SocketAddr,
     /// Connections.
@@ -77,6 +91,18 @@ struct LoadArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The server's process id: report its CPU per message over the
+    /// measured window (read here, or on the server's host with `--agent`).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The server host's cores whose busy time is charged to the server
+    /// (comma-separated; default: all of them).
+    #[arg(long, value_delimiter = ',', requires = "server_pid")]
+    server_cores: Vec<usize>,
+    /// `bench-harness agent` on the server's host (HOST:PORT): sample
+    /// `--server-pid` there instead of here.
+    #[arg(long, requires = "server_pid")]
+    agent: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +208,7 @@ fn main() -> ExitCode {
         Cmd::Load(a) => run_load(a),
         Cmd::Serve(a) => serve::run(a.kind, a.listen, a.workers),
         Cmd::Compare(a) => run_compare(a),
+        Cmd::Agent(a) => run_agent(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,15 +229,61 @@ fn secs(v: f64, what: &str) -> io::Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-fn loopback_only(addr: SocketAddr) -> io::Result<()> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{addr} is not a loopback address: bench-harness only targets this machine"),
-        ))
+fn run_agent(a: AgentArgs) -> io::Result<()> {
+    let l = std::net::TcpListener::bind(a.listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("agent: cannot listen on {}: {e}", a.listen),
+        )
+    })?;
+    println!("agent listening on {}", l.local_addr()?);
+    bench_harness::agent::serve(l)
+}
+
+/// Where `load --server-pid` samples the server: here or through an agent.
+enum ServerSampler {
+    Local(u32, Vec<usize>),
+    Agent(bench_harness::agent::AgentClient, u32, Vec<usize>),
+}
+
+impl ServerSampler {
+    fn sample(&mut self) -> io::Result<WindowSample> {
+        match self {
+            ServerSampler::Local(pid, cores) => {
+                let all: Vec<usize>;
+                let cores = if cores.is_empty() {
+                    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    all = (0..n).collect();
+                    &all
+                } else {
+                    &cores[..]
+                };
+                let s = WindowSample::read(*pid, cores);
+                if s.proc_cpu_ns == 0 {
+                    return Err(io::Error::other(format!(
+                        "cannot read the CPU clock of process {pid} (no such process here? \
+                         for a server on another host use --agent)"
+                    )));
+                }
+                Ok(s)
+            }
+            ServerSampler::Agent(c, pid, cores) => c.sample(*pid, cores),
+        }
     }
+}
+
+/// The server's share over the window, from the samples at its edges.
+#[derive(Debug, serde::Serialize)]
+struct ServerWindow {
+    /// Where it was sampled: "local" or "agent HOST:PORT".
+    source: String,
+    pid: u32,
+    /// Server process CPU per verified message in the window, ns.
+    cpu_ns_per_msg: f64,
+    /// The sampled cores' busy time (softirq included) per message, ns.
+    core_busy_ns_per_msg: f64,
+    /// Steal over the window on the sampled cores, % of their time.
+    steal_pct: f64,
 }
 
 fn run_load(a: LoadArgs) -> io::Result<()> {
@@ -229,7 +302,20 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
             ));
         }
     }
-    loopback_only(a.addr)?;
+    // Connected and checked before any load is sent.
+    let sampler = match (a.server_pid, &a.agent) {
+        (None, _) => None,
+        (Some(pid), None) => {
+            let mut s = ServerSampler::Local(pid, a.server_cores.clone());
+            s.sample()?;
+            Some(s)
+        }
+        (Some(pid), Some(addr)) => Some(ServerSampler::Agent(
+            bench_harness::agent::AgentClient::connect(addr, pid, &a.server_cores)?,
+            pid,
+            a.server_cores.clone(),
+        )),
+    };
     let mode = match (a.rate, a.depth) {
         (Some(rate), _) => Mode::Open { rate },
         (None, d) => Mode::Closed {
@@ -245,15 +331,75 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
     cfg.cores = a.cores;
     cfg.spin_us = a.spin_us;
     cfg.arrivals = a.arrivals;
+    type Edges = Arc<Mutex<Vec<io::Result<WindowSample>>>>;
+    let edges: Edges = Arc::default();
+    let ncores = match (&a.agent, a.server_cores.len()) {
+        (_, n) if n > 0 => Some(n),
+        (None, _) => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        // All of the agent host's cores, a count this host does not know.
+        (Some(_), _) => None,
+    };
+    let source = match &a.agent {
+        Some(addr) => format!("agent {addr}"),
+        None => "local".to_string(),
+    };
+    if let Some(s) = sampler {
+        let s = Mutex::new(s);
+        let sink = edges.clone();
+        cfg.window_hook = Some(WindowHook(Arc::new(move |_start| {
+            let got = s.lock().unwrap_or_else(|e| e.into_inner()).sample();
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(got);
+        })));
+    }
     let res = load::run(&cfg)?;
+    let server = match (
+        a.server_pid,
+        &mut edges.lock().unwrap_or_else(|e| e.into_inner())[..],
+    ) {
+        (None, _) => None,
+        (Some(pid), [Ok(x), Ok(y)]) => {
+            let m = (res.report.throughput * res.report.duration_s).max(1.0);
+            let wall_ns = match (x.at, y.at) {
+                (Some(p), Some(q)) => q.duration_since(p).as_nanos() as f64,
+                _ => 0.0,
+            };
+            let steal = y.core_steal_ns.saturating_sub(x.core_steal_ns) as f64;
+            Some(ServerWindow {
+                source,
+                pid,
+                cpu_ns_per_msg: y.proc_cpu_ns.saturating_sub(x.proc_cpu_ns) as f64 / m,
+                core_busy_ns_per_msg: y.core_busy_ns.saturating_sub(x.core_busy_ns) as f64 / m,
+                steal_pct: match ncores {
+                    Some(n) if wall_ns > 0.0 => steal * 100.0 / (wall_ns * n as f64),
+                    _ => f64::NAN,
+                },
+            })
+        }
+        (Some(_), got) => {
+            let why = got
+                .iter_mut()
+                .find_map(|r| r.as_ref().err().map(|e| e.to_string()))
+                .unwrap_or_else(|| format!("{} window edges sampled, not 2", got.len()));
+            return Err(io::Error::other(format!(
+                "the server's CPU could not be sampled over the window: {why}"
+            )));
+        }
+    };
     if let Some(p) = &a.hgrm {
         std::fs::write(p, percentile_distribution(&res.latency))?;
     }
     let r = &res.report;
     if a.json {
+        let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
+        if let (Some(s), Some(obj)) = (&server, v.as_object_mut()) {
+            obj.insert(
+                "server".into(),
+                serde_json::to_value(s).map_err(io::Error::other)?,
+            );
+        }
         println!(
             "{}",
-            serde_json::to_string_pretty(r).map_err(io::Error::other)?
+            serde_json::to_string_pretty(&v).map_err(io::Error::other)?
         );
     } else {
         let l = &r.latency;
@@ -274,6 +420,16 @@ fn run_load(a: LoadArgs) -> io::Result<()> {
             r.gen_busy_max * 100.0,
             r.send_lag.p99
         );
+        if let Some(s) = &server {
+            println!(
+                "server (pid {}, {}): {:.2} µs CPU per message, {:.2} µs core busy per message, steal {:.1}%",
+                s.pid,
+                s.source,
+                s.cpu_ns_per_msg / 1e3,
+                s.core_busy_ns_per_msg / 1e3,
+                s.steal_pct
+            );
+        }
     }
     match &r.invalid_reason {
         Some(why) => Err(io::Error::other(format!("run invalid: {why}"))),
