@@ -225,7 +225,21 @@ fn dropped_file_reads_and_writes_leave_the_file_usable() {
     let _w = watchdog("fs_cancel", 60);
     let dir = temp_dir("fs-cancel");
     let path = dir.join("f");
-    runtime(1, 64).block_on(async move {
+    // One blocking thread: on epoll a dropped write that had already
+    // started still completes (it cannot be interrupted), and with more
+    // threads it could complete after the final write below, on another
+    // thread, whenever the machine is loaded (a full test run saw it).
+    // Jobs then run in order, so what is tested is the guarantee itself: a
+    // dropped write still queued never runs, a running one lands before
+    // anything queued after it.
+    let rt = percore::Runtime::builder()
+        .driver(driver())
+        .workers(1)
+        .ring_entries(64)
+        .blocking_threads(1)
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
         let f = OpenOptions::new()
             .read(true)
             .write(true)

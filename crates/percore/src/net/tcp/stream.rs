@@ -1,6 +1,7 @@
 //! `TcpStream`: owned-buffer reads and writes through the worker's ring.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -146,8 +147,12 @@ impl TcpStream {
     }
 
     /// Writes some of `buf`'s initialized bytes; returns how many.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(&self.sock, buf).await
+    ///
+    /// (A plain function returning the op's future, as the other writes
+    /// here: an `async fn` around it would store `buf` a second time in
+    /// every connection's task.)
+    pub fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        ops::send(&self.sock, buf)
     }
 
     /// Writes the initialized bytes of `bufs`, in order, with one
@@ -159,11 +164,11 @@ impl TcpStream {
     }
 
     /// Writes all of `buf`'s initialized bytes.
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+    pub fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + '_ {
         // Not shared with `write_all_zc` through a flag: the future would
         // then be as large as the zero-copy one (a connection's task holds
         // it for its whole life).
-        stream_io::write_all(buf, "connection", |s| self.write(s)).await
+        stream_io::write_all(buf, "connection", move |s| self.write(s))
     }
 
     /// Like [`write`](Self::write), but the kernel sends from `buf`'s
@@ -173,13 +178,13 @@ impl TcpStream {
     /// longer than `write`; whether it costs less CPU depends on the size
     /// and the path: see docs/benchmarks.md for this machine's threshold.
     /// Dropping the future keeps `buf` alive until that notification.
-    pub async fn write_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send_zc(&self.sock, buf).await
+    pub fn write_zc<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        ops::send_zc(&self.sock, buf)
     }
 
     /// Writes all of `buf`'s initialized bytes with [`write_zc`](Self::write_zc).
-    pub async fn write_all_zc<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        stream_io::write_all(buf, "connection", |s| self.write_zc(s)).await
+    pub fn write_all_zc<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + '_ {
+        stream_io::write_all(buf, "connection", move |s| self.write_zc(s))
     }
 
     /// Reads until `buf` is full (`bytes_total` bytes), or fails with

@@ -1,6 +1,7 @@
 //! `UnixStream`: owned-buffer reads and writes on a Unix stream socket.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
@@ -93,8 +94,8 @@ impl UnixStream {
     }
 
     /// Writes some of `buf`'s initialized bytes; returns how many.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(&self.sock, buf).await
+    pub fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        ops::send(&self.sock, buf)
     }
 
     /// Writes the initialized bytes of `bufs`, in order, with one
@@ -106,8 +107,8 @@ impl UnixStream {
     }
 
     /// Writes all of `buf`'s initialized bytes.
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        stream_io::write_all(buf, "connection", |s| self.write(s)).await
+    pub fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> + '_ {
+        stream_io::write_all(buf, "connection", move |s| self.write(s))
     }
 
     /// Shuts down the read, write or both halves.
