@@ -46,7 +46,7 @@ fn answer(conn: TcpStream) -> io::Result<()> {
     let mut out = conn.try_clone()?;
     for line in BufReader::new(conn).lines() {
         let reply = match parse(&line?) {
-            Ok((pid, cores)) => match sample(pid, &cores) {
+            Ok((pid, cores)) => match sample_here(pid, &cores) {
                 Ok(s) => format!(
                     "ok {} {} {}\n",
                     s.proc_cpu_ns, s.core_busy_ns, s.core_steal_ns
@@ -83,9 +83,11 @@ fn parse(line: &str) -> Result<(u32, Vec<usize>), String> {
     Ok((pid, cores))
 }
 
-fn sample(pid: u32, cores: &[usize]) -> Result<WindowSample, String> {
+/// A sample of `pid` and `cores` (empty: all) on this host: what the
+/// agent answers, and what `load --server-pid` takes without an agent.
+pub fn sample_here(pid: u32, cores: &[usize]) -> Result<WindowSample, String> {
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(format!("no process {pid} on the agent's host"));
+        return Err(format!("no process {pid} on this host"));
     }
     let all: Vec<usize>;
     let cores = if cores.is_empty() {

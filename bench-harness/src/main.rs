@@ -249,24 +249,10 @@ enum ServerSampler {
 impl ServerSampler {
     fn sample(&mut self) -> io::Result<WindowSample> {
         match self {
-            ServerSampler::Local(pid, cores) => {
-                let all: Vec<usize>;
-                let cores = if cores.is_empty() {
-                    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-                    all = (0..n).collect();
-                    &all
-                } else {
-                    &cores[..]
-                };
-                let s = WindowSample::read(*pid, cores);
-                if s.proc_cpu_ns == 0 {
-                    return Err(io::Error::other(format!(
-                        "cannot read the CPU clock of process {pid} (no such process here? \
-                         for a server on another host use --agent)"
-                    )));
-                }
-                Ok(s)
-            }
+            ServerSampler::Local(pid, cores) => bench_harness::agent::sample_here(*pid, cores)
+                .map_err(|e| {
+                    io::Error::other(format!("{e} (for a server on another host use --agent)"))
+                }),
             ServerSampler::Agent(c, pid, cores) => c.sample(*pid, cores),
         }
     }

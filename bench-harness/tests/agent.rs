@@ -99,18 +99,16 @@ fn a_wrong_agent_or_pid_fails_before_any_load_with_the_reason() {
         .local_addr()
         .unwrap()
         .to_string();
+    let no_such = format!("agent {agent}: no process 999999999 on this host");
     let cases: [(&[&str], &str); 4] = [
         (
             &["--agent", &closed, "--server-pid", "1"],
             "is `bench-harness agent` running there?",
         ),
-        (
-            &["--agent", &agent, "--server-pid", "999999999"],
-            "no process 999999999 on the agent's host",
-        ),
+        (&["--agent", &agent, "--server-pid", "999999999"], &no_such),
         (
             &["--server-pid", "999999999"],
-            "cannot read the CPU clock of process 999999999",
+            "no process 999999999 on this host (for a server on another host use --agent)",
         ),
         (&["--agent", &agent], "--server-pid"),
     ];
